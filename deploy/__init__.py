@@ -1,0 +1,1 @@
+"""Local stack tooling: embedded fallbacks, compose and k8s manifests."""
