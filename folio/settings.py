@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     redis_prefix: str = "folio"
     postgres_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/folio")
     clickhouse_dsn: SecretStr | None = Field(
-        default=None, description="chdb:///DIR (embedded, default HOME/clickhouse) or http://host:8123"
+        default=None,
+        description="chdb:///DIR (embedded, default HOME/clickhouse) or http://host:8123",
     )
     clickhouse_database: str = "folio"
     clickhouse_ticks_ttl_days: int = Field(default=0, ge=0, description="0 keeps ticks forever")

@@ -101,7 +101,9 @@ def to_epoch_ms(value: Any, field: str) -> int:
     else:
         raise ContractError("mistyped_field", f"{field} must be epoch ms or ISO-8601")
     if not MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS:
-        raise ContractError("timestamp_out_of_range", f"{field}={value!r} is not a plausible instant")
+        raise ContractError(
+            "timestamp_out_of_range", f"{field}={value!r} is not a plausible instant"
+        )
     return ms
 
 
@@ -152,7 +154,9 @@ _decimal_json = WithJsonSchema(
 )
 _decimal_out = PlainSerializer(lambda d: str(d), return_type=str, when_used="json")
 
-ExactDecimal = Annotated[Decimal, BeforeValidator(lambda v: to_decimal(v, "value")), _decimal_json, _decimal_out]
+ExactDecimal = Annotated[
+    Decimal, BeforeValidator(lambda v: to_decimal(v, "value")), _decimal_json, _decimal_out
+]
 PositiveDecimal = Annotated[
     Decimal, BeforeValidator(lambda v: to_positive_decimal(v, "value")), _decimal_json, _decimal_out
 ]
@@ -169,9 +173,19 @@ UtcDatetime = Annotated[
         }
     ),
 ]
-Symbol = Annotated[str, BeforeValidator(normalize_symbol), WithJsonSchema(
-    {"type": "string", "pattern": SYMBOL_PATTERN.pattern, "description": "Upper-cased on input."}
-)]
-Currency = Annotated[str, BeforeValidator(normalize_currency), WithJsonSchema(
-    {"type": "string", "description": "ISO 4217 code (or BTC/ETH/USDT/USDC)."}
-)]
+Symbol = Annotated[
+    str,
+    BeforeValidator(normalize_symbol),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SYMBOL_PATTERN.pattern,
+            "description": "Upper-cased on input.",
+        }
+    ),
+]
+Currency = Annotated[
+    str,
+    BeforeValidator(normalize_currency),
+    WithJsonSchema({"type": "string", "description": "ISO 4217 code (or BTC/ETH/USDT/USDC)."}),
+]

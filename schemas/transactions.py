@@ -8,7 +8,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.common import ContractError, Currency, ExactDecimal, PositiveDecimal, Symbol, UtcDatetime
+from schemas.common import (
+    ContractError,
+    Currency,
+    ExactDecimal,
+    PositiveDecimal,
+    Symbol,
+    UtcDatetime,
+)
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
@@ -57,7 +64,5 @@ class Transaction(BaseModel):
     def _fields_for_type(self) -> Transaction:
         missing = [name for name in REQUIRED_FIELDS[self.type] if getattr(self, name) is None]
         if missing:
-            raise ContractError(
-                "missing_field", f"{self.type.value} needs {', '.join(missing)}"
-            )
+            raise ContractError("missing_field", f"{self.type.value} needs {', '.join(missing)}")
         return self

@@ -1,0 +1,1 @@
+"""Where data comes from: Kafka, quote providers, simulators, replays."""

@@ -1,0 +1,1 @@
+"""What is computed: Bytewax dataflows and the pure logic they run."""

@@ -1,0 +1,156 @@
+"""The ingest dataflow factory: ``build_ingest_flow(source, sinks, config)``.
+
+    market.ticks --validate--> dedup --> consolidate --> candles
+          |rejected              |            |             |late
+          v                      v            v             v
+      pipeline.dlq          ticks store   prices (Redis,  candles (Kafka,
+                            (ClickHouse)  Kafka)           ClickHouse)
+
+State is keyed by input partition (``topic#partition``): ticks are keyed by
+symbol, so each symbol's whole history lives in one shard, and every step
+handles one consumed batch per call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from flows.ingest import metrics
+from flows.ingest.candles import CandleBuilder
+from flows.ingest.consolidate import Consolidator
+from flows.ingest.dedup import Deduplicator
+from flows.ingest.encode import (
+    KeyedBytes,
+    candle_message,
+    dead_letter_message,
+    price_message,
+    price_row,
+)
+from flows.ingest.records import CandleRow, PriceRow, Rejection, SourcedTick
+from flows.ingest.steps import CandleLogic, Clock, ConsolidateLogic, DedupLogic
+from flows.ingest.validate import ValidationLimits, validate_batch
+from schemas.envelope import RawBatch
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    limits: ValidationLimits = field(default_factory=ValidationLimits)
+    dedup_horizon_ms: int = 600_000
+    provider_priority: tuple[str, ...] = ("alpha", "beta", "gamma")
+    provider_stale_ms: int = 5_000
+    candle_ms: int = 60_000
+    allowed_lateness_ms: int = 5_000
+    flush_candles_at_eof: bool = True
+
+
+@dataclass(frozen=True)
+class IngestSinks:
+    """Where each output goes; ``None`` leaves that output unwired."""
+
+    dead_letters: Sink[list[KeyedBytes]] | None = None
+    tick_store: Sink[list[SourcedTick]] | None = None
+    price_cache: Sink[list[PriceRow]] | None = None
+    price_topic: Sink[list[KeyedBytes]] | None = None
+    candle_topic: Sink[list[KeyedBytes]] | None = None
+    candle_store: Sink[list[CandleRow]] | None = None
+
+
+def _validate(batch: RawBatch, clock: Clock, limits: ValidationLimits) -> tuple[Any, Any]:
+    ticks, rejected = validate_batch(batch, clock(), limits)
+    metrics.TICKS_IN.inc(len(batch.records))
+    metrics.TICKS_VALID.inc(len(ticks))
+    for rej in rejected:
+        metrics.REJECTED.labels(rej.reason).inc()
+    return ticks, rejected
+
+
+def build_ingest_flow(
+    source: Source[RawBatch],
+    sinks: IngestSinks,
+    config: IngestConfig | None = None,
+    clock: Clock = wall_clock_ms,
+    flow_id: str = "folio-ingest",
+) -> Dataflow:
+    cfg = config or IngestConfig()
+    flow = Dataflow(flow_id)
+    batches = op.input("ticks_in", flow, source)
+    keyed = op.key_on("by_shard", batches, lambda b: b.shard)
+    checked = op.map_value("validate", keyed, lambda b: _validate(b, clock, cfg.limits))
+    valid = op.filter_map_value("valid", checked, lambda r: r[0] or None)
+    invalid = op.filter_map_value("invalid", checked, lambda r: r[1] or None)
+
+    fresh = op.stateful_batch(
+        "dedup", valid, lambda s: DedupLogic(s or Deduplicator(cfg.dedup_horizon_ms))
+    )
+    chosen = op.stateful_batch(
+        "consolidate",
+        fresh,
+        lambda s: ConsolidateLogic(s or Consolidator(cfg.provider_priority, cfg.provider_stale_ms)),
+    )
+    candle_out = op.stateful_batch(
+        "candles",
+        chosen,
+        lambda s: CandleLogic(
+            s or CandleBuilder(cfg.candle_ms, cfg.allowed_lateness_ms),
+            clock,
+            cfg.flush_candles_at_eof,
+        ),
+    )
+    candles = op.filter_map_value(
+        "closed", candle_out, lambda o: o[1] if o[0] == "candles" else None
+    )
+    late = op.filter_map_value("late", candle_out, lambda o: o[1] if o[0] == "late" else None)
+
+    _wire_outputs(flow_id, sinks, clock, fresh, chosen, candles, op.merge("rejects", invalid, late))
+    return flow
+
+
+def _wire_outputs(
+    flow_id: str,
+    sinks: IngestSinks,
+    clock: Clock,
+    fresh: Stream[Any],
+    chosen: Stream[Any],
+    candles: Stream[Any],
+    rejects: Stream[Any],
+) -> None:
+    if sinks.tick_store is not None:
+        op.output("tick_store", op.key_rm("ticks_unkeyed", fresh), sinks.tick_store)
+    prices = op.key_rm("prices_unkeyed", op.map_value("price_rows", chosen, _price_rows))
+    if sinks.price_cache is not None:
+        op.output("price_cache", prices, sinks.price_cache)
+    if sinks.price_topic is not None:
+        encoded = op.map("price_messages", prices, lambda rows: [price_message(r) for r in rows])
+        op.output("price_topic", encoded, sinks.price_topic)
+    closed = op.key_rm("candles_unkeyed", candles)
+    if sinks.candle_topic is not None:
+        encoded = op.map("candle_messages", closed, lambda rows: [candle_message(r) for r in rows])
+        op.output("candle_topic", encoded, sinks.candle_topic)
+    if sinks.candle_store is not None:
+        op.output("candle_store", closed, sinks.candle_store)
+    if sinks.dead_letters is not None:
+        dead = op.map(
+            "dead_letters",
+            op.key_rm("rejects_unkeyed", rejects),
+            lambda rows: _dead_letters(rows, clock()),
+        )
+        op.output("dead_letter_topic", dead, sinks.dead_letters)
+
+
+def _price_rows(items: list[SourcedTick]) -> list[PriceRow]:
+    return [price_row(i) for i in items]
+
+
+def _dead_letters(rows: list[Rejection], now_ms: int) -> list[KeyedBytes]:
+    return [dead_letter_message(r, now_ms) for r in rows]

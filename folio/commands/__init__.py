@@ -1,0 +1,1 @@
+"""CLI command groups; each takes the ``Settings`` from the Typer context."""

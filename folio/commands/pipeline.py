@@ -1,0 +1,108 @@
+"""``folio migrate``, ``folio run`` and ``folio demo``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+
+from connectors.kafka.admin import ensure_topics, ping
+from folio.settings import Settings
+from folio.wiring import pipeline_flow, recovery_config, topic_partitions
+from sinks.postgres.migrate import apply_migrations
+
+log = logging.getLogger(__name__)
+
+
+def migrate(
+    ctx: typer.Context,
+    recovery_dir: Path | None = typer.Option(
+        None, help="Also create Bytewax recovery partitions here."
+    ),
+    recovery_partitions: int = typer.Option(
+        4, min=1, help="Recovery partition count (fixed for the dir)."
+    ),
+) -> None:
+    """Create Kafka topics, Postgres tables and ClickHouse tables (safe to re-run)."""
+    settings: Settings = ctx.obj
+    created = ensure_topics(settings.kafka_client_config(), topic_partitions(settings))
+    typer.echo(
+        f"kafka: {len(created)} topics created" + (f" ({', '.join(created)})" if created else "")
+    )
+    applied = apply_migrations(settings.postgres_dsn.get_secret_value())
+    typer.echo(
+        f"postgres: {len(applied)} migrations applied"
+        + (f" ({', '.join(applied)})" if applied else "")
+    )
+    from folio.store import clickhouse_schema
+
+    typer.echo(f"clickhouse: {clickhouse_schema(settings)}")
+    if recovery_dir is not None:
+        recovery_config(recovery_dir, recovery_partitions)
+        typer.echo(f"recovery: {recovery_dir} ready")
+
+
+def run(
+    ctx: typer.Context,
+    exit_at_end: bool = typer.Option(
+        False, "--exit-at-end", help="Process what is in the topics, then exit."
+    ),
+    workers: int = typer.Option(1, min=1, help="Worker threads in this process."),
+    recovery_dir: Path | None = typer.Option(None, help="Bytewax recovery directory (snapshots)."),
+    recovery_partitions: int = typer.Option(
+        4, min=1, help="Partitions to create in a new recovery dir."
+    ),
+    process_id: int | None = typer.Option(None, min=0, help="This process's index in a cluster."),
+    addresses: str | None = typer.Option(
+        None, help="Cluster addresses host:port;host:port (all processes)."
+    ),
+    snapshot_interval: float = typer.Option(
+        5.0, min=0.1, help="Seconds between snapshots (epochs)."
+    ),
+) -> None:
+    """Run the dataflows against the configured services."""
+    from bytewax.run import cli_main
+
+    settings: Settings = ctx.obj
+    if (process_id is None) != (addresses is None):
+        raise typer.BadParameter("--process-id and --addresses go together")
+    ping(settings.kafka_client_config())
+    _serve_metrics(settings.metrics_port)
+    from folio.store import open_store
+
+    with open_store(settings) as clickhouse:
+        flow = pipeline_flow(settings, exit_at_end, clickhouse)
+        log.info("pipeline_starting", extra={"workers": workers, "exit_at_end": exit_at_end})
+        cli_main(
+            flow,
+            workers_per_process=workers,
+            process_id=process_id,
+            addresses=addresses.split(";") if addresses else None,
+            epoch_interval=timedelta(seconds=snapshot_interval),
+            recovery_config=recovery_config(recovery_dir, recovery_partitions),
+        )
+    log.info("pipeline_stopped")
+
+
+def _serve_metrics(port: int) -> None:
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr="127.0.0.1")
+
+
+def demo(
+    ctx: typer.Context,
+    seconds: float = typer.Option(30.0, min=1, help="How long to run (Ctrl-C stops earlier)."),
+    symbols: int = typer.Option(20, min=1, max=5000, help="Simulated symbols."),
+    portfolios: int = typer.Option(50, min=0, help="Simulated portfolios."),
+    rate: float = typer.Option(200.0, min=1, help="Simulated ticks per second."),
+) -> None:
+    """The whole pipeline on the embedded default, with a live progress line."""
+    from folio.demo import DemoOptions, run_demo
+
+    run_demo(
+        ctx.obj, DemoOptions(seconds=seconds, symbols=symbols, portfolios=portfolios, rate=rate)
+    )

@@ -1,0 +1,1 @@
+"""Redis: hot reads (version-compared writes) and pub/sub notifications."""
