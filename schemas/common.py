@@ -8,7 +8,7 @@ contract, used at the edges and for JSON Schema) and the fast validators in
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -27,6 +27,8 @@ DECIMAL_LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9.\-:/^]{1,20}$")
 # Epoch-ms bounds: 1970-01-01 .. 2200-01-01. Anything outside is a unit error
 # (seconds or microseconds sent as milliseconds), not a real instant.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 MIN_EPOCH_MS = 0
 MAX_EPOCH_MS = 7_258_118_400_000
 
@@ -89,7 +91,7 @@ def to_epoch_ms(value: Any, field: str) -> int:
     elif isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ContractError("naive_timestamp", f"{field} has no timezone")
-        ms = int(value.timestamp() * 1000)
+        ms = (value - EPOCH) // _ONE_MS
     elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -97,7 +99,7 @@ def to_epoch_ms(value: Any, field: str) -> int:
             raise ContractError("mistyped_field", f"{field} is not ISO-8601: {value!r}") from exc
         if parsed.tzinfo is None or parsed.utcoffset() is None:
             raise ContractError("naive_timestamp", f"{field} has no timezone offset: {value!r}")
-        ms = round(parsed.timestamp() * 1000)
+        ms = (parsed - EPOCH) // _ONE_MS  # exact integer arithmetic, sub-ms truncated
     else:
         raise ContractError("mistyped_field", f"{field} must be epoch ms or ISO-8601")
     if not MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS:
@@ -108,7 +110,7 @@ def to_epoch_ms(value: Any, field: str) -> int:
 
 
 def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return EPOCH + timedelta(milliseconds=ms)
 
 
 def datetime_to_ms(moment: datetime) -> int:
