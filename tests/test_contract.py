@@ -156,7 +156,7 @@ def test_output_messages_validate_against_the_contract():
     assert parsed.ts == datetime(2026, 1, 1, tzinfo=UTC)
 
     candle = CandleRow(
-        "AAPL", NOW, NOW + 60_000, *(Decimal(x) for x in "1 3 1 2 10".split()), 4, "USD"
+        "AAPL", NOW, NOW + 60_000, *(Decimal(x) for x in ["1", "3", "1", "2", "10"]), 4, "USD"
     )
     assert Candle.model_validate_json(candle_message(candle)[1]).close == Decimal(2)
 
