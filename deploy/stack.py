@@ -183,11 +183,15 @@ def _clickhouse_up(cfg: StackConfig) -> Component:
     return Component("clickhouse", "external", cfg.clickhouse_dsn)
 
 
-def down(home: Path) -> list[str]:
-    """Stop what ``up`` started (by recorded PID); return their names."""
+def down(home: Path, only: set[str] | None = None) -> list[str]:
+    """Stop what ``up`` started (by recorded PID), or just the components in
+    ``only``; return the names stopped."""
     state = StackState.load(home)
     stopped = []
-    for name, comp in state.components.items():
+    for name, comp in list(state.components.items()):
+        if only is not None and name not in only:
+            continue
+        del state.components[name]
         if comp.pid is None:
             continue
         if comp.mode == "embedded":
@@ -198,8 +202,21 @@ def down(home: Path) -> list[str]:
                 stopped.append(name)
         elif stop(comp.pid, comp.marker):
             stopped.append(name)
-    StackState.path(home).unlink(missing_ok=True)
+    if state.components:
+        state.save(home)
+    else:
+        StackState.path(home).unlink(missing_ok=True)
     return stopped
+
+
+def started_by_us(before: StackState, after: StackState) -> set[str]:
+    """Components ``after`` runs that ``before`` did not (to stop them again)."""
+    return {
+        name
+        for name, comp in after.components.items()
+        if comp.pid is not None
+        and (name not in before.components or before.components[name].pid != comp.pid)
+    }
 
 
 def status(home: Path) -> list[tuple[str, str, str, str]]:

@@ -69,10 +69,16 @@ class Settings(BaseSettings):
     provider_stale_ms: int = Field(default=5_000, gt=0)
 
     batch_size: int = Field(default=2_000, gt=0)
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, description="0 disables /metrics")
     log_level: str = "INFO"
 
+    fanout_host: str = "127.0.0.1"
+    fanout_port: int = Field(default=8765, ge=0)
+    fanout_conflation_ms: int = Field(default=250, ge=0)
+    fanout_allowed_origins: list[str] = Field(default_factory=list, description="empty: any")
     jwt_secret: SecretStr = SecretStr("dev-secret-change-me")
+    jwt_public_key: SecretStr | None = Field(default=None, description="PEM, enables RS256")
 
     @field_validator("home")
     @classmethod

@@ -6,6 +6,7 @@ and sinks/ (which take explicit arguments and never read the environment).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,18 @@ def ingest_sinks(settings: Settings, clickhouse: Any | None) -> IngestSinks:
     )
 
 
-def pipeline_flow(settings: Settings, exit_at_end: bool, clickhouse: Any | None) -> Dataflow:
+def pipeline_flow(
+    settings: Settings,
+    exit_at_end: bool,
+    clickhouse: Any | None,
+    stop: threading.Event | None = None,
+) -> Dataflow:
     source = KafkaBatchSource(
         settings.kafka_client_config(),
         (settings.topics.ticks,),
         batch_size=settings.batch_size,
         tail=not exit_at_end,
+        stop=stop,
     )
     return build_ingest_flow(
         source, ingest_sinks(settings, clickhouse), ingest_config(settings, exit_at_end)

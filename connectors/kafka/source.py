@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +30,9 @@ _IDLE_WAIT = timedelta(milliseconds=20)
 
 @dataclass(frozen=True)
 class KafkaBatchSource(FixedPartitionedSource[RawBatch, int]):
-    """All partitions of ``topics``; ``tail=False`` ends at the end of input."""
+    """All partitions of ``topics``; ``tail=False`` ends at the end of input,
+    setting ``stop`` ends it at the next poll (a clean shutdown: the last
+    snapshot covers everything emitted)."""
 
     config: dict[str, str]
     topics: tuple[str, ...]
@@ -37,6 +40,7 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int]):
     tail: bool = True
     poll_timeout_s: float = 0.01
     partitions: dict[str, int] = field(default_factory=dict)
+    stop: threading.Event | None = None  # set it to end the flow gracefully (SIGTERM)
 
     def list_parts(self) -> list[str]:
         counts = self.partitions or _partition_counts(self.config, self.topics)
@@ -93,7 +97,7 @@ class _BatchPartition(StatefulSourcePartition[RawBatch, int]):
             pass
 
     def next_batch(self) -> list[RawBatch]:
-        if self._eof:
+        if self._eof or (self._spec.stop is not None and self._spec.stop.is_set()):
             raise StopIteration()
         messages = self._consumer.consume(self._spec.batch_size, self._spec.poll_timeout_s)
         records: list[RawRecord] = []

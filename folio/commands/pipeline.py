@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import typer
 
 from connectors.kafka.admin import ensure_topics, ping
+from folio.errors import UsageProblem
 from folio.settings import Settings
 from folio.wiring import pipeline_flow, recovery_config, topic_partitions
 from sinks.postgres.migrate import apply_migrations
@@ -27,6 +30,7 @@ def migrate(
 ) -> None:
     """Create Kafka topics, Postgres tables and ClickHouse tables (safe to re-run)."""
     settings: Settings = ctx.obj
+    ping(settings.kafka_client_config())
     created = ensure_topics(settings.kafka_client_config(), topic_partitions(settings))
     typer.echo(
         f"kafka: {len(created)} topics created" + (f" ({', '.join(created)})" if created else "")
@@ -69,11 +73,12 @@ def run(
     if (process_id is None) != (addresses is None):
         raise typer.BadParameter("--process-id and --addresses go together")
     ping(settings.kafka_client_config())
-    _serve_metrics(settings.metrics_port)
+    _serve_metrics(settings.metrics_host, settings.metrics_port)
     from folio.store import open_store
 
+    stop = install_stop_handlers()
     with open_store(settings) as clickhouse:
-        flow = pipeline_flow(settings, exit_at_end, clickhouse)
+        flow = pipeline_flow(settings, exit_at_end, clickhouse, stop)
         log.info("pipeline_starting", extra={"workers": workers, "exit_at_end": exit_at_end})
         cli_main(
             flow,
@@ -86,11 +91,27 @@ def run(
     log.info("pipeline_stopped")
 
 
-def _serve_metrics(port: int) -> None:
+def install_stop_handlers() -> threading.Event:
+    """SIGINT/SIGTERM end the flow at the next poll instead of aborting it."""
+    stop = threading.Event()
+
+    def _request_stop(signum: int, _frame: object) -> None:
+        log.info("stop_requested", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGINT, _request_stop)
+    signal.signal(signal.SIGTERM, _request_stop)
+    return stop
+
+
+def _serve_metrics(host: str, port: int) -> None:
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr="127.0.0.1")
+        try:
+            start_http_server(port, addr=host)
+        except OSError as exc:
+            raise UsageProblem(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
 
 
 def demo(

@@ -1,0 +1,188 @@
+"""``folio demo``: the whole pipeline on the embedded default.
+
+Stack up, migrate, a simulated feed (two providers, a few bad ticks), the
+flows, a live progress line, a summary. Ctrl-C (or ``--seconds``) ends the
+flow cleanly, then what the demo started is stopped again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from bytewax.run import cli_main
+from prometheus_client import REGISTRY
+from rich.console import Console
+
+from connectors.feed import publish_simulated
+from connectors.kafka.admin import ensure_topics
+from connectors.kafka.producer import ReliableProducer
+from connectors.simulator import Faults, MarketSimulator, SimConfig
+from deploy import stack as local_stack
+from folio.commands.pipeline import install_stop_handlers
+from folio.commands.stack import stack_config
+from folio.settings import Settings
+from folio.store import open_store
+from folio.wiring import pipeline_flow, topic_partitions
+from sinks.postgres.migrate import apply_migrations
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    seconds: float
+    symbols: int
+    portfolios: int
+    rate: float
+
+
+def _sample(name: str) -> float:
+    total = 0.0
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            if sample.name == name:
+                total += sample.value
+    return total
+
+
+def effective_settings(settings: Settings, state: local_stack.StackState) -> Settings:
+    """Point settings at what the stack actually runs (embedded fallbacks)."""
+    urls = {name: comp.url for name, comp in state.components.items()}
+    return settings.model_copy(
+        update={
+            "kafka_bootstrap": urls.get("kafka", settings.kafka_bootstrap),
+            "redis_url": type(settings.redis_url)(
+                urls.get("redis", settings.redis_url.get_secret_value())
+            ),
+            "postgres_dsn": type(settings.postgres_dsn)(
+                urls.get("postgres", settings.postgres_dsn.get_secret_value())
+            ),
+        }
+    )
+
+
+class Progress:
+    """One live line: ticks/s, event-time lag, prices, candles, rejections."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.last = (time.monotonic(), 0.0)
+
+    def line(self) -> str:
+        now, ticks = time.monotonic(), _sample("folio_ingest_ticks_in_total")
+        rate = (ticks - self.last[1]) / max(1e-6, now - self.last[0])
+        self.last = (now, ticks)
+        lag = max(
+            (
+                s.value
+                for m in REGISTRY.collect()
+                for s in m.samples
+                if s.name == "folio_ingest_event_time_lag_seconds"
+            ),
+            default=0.0,
+        )
+        return (
+            f"ticks {ticks:>9,.0f}  {rate:>7,.0f}/s  lag {lag:5.2f}s  "
+            f"prices {_sample('folio_ingest_prices_out_total'):>9,.0f}  "
+            f"candles {_sample('folio_ingest_candles_out_total'):>6,.0f}  "
+            f"valuations {_sample('folio_valuations_out_total'):>7,.0f}  "
+            f"alerts {_sample('folio_alerts_fired_total'):>4,.0f}  "
+            f"dlq {_sample('folio_ingest_rejected_total') + _sample('folio_ingest_late_ticks_total'):>5,.0f}"
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        interval = 0.5 if self.console.is_terminal else 5.0
+        while not stop.wait(interval):
+            if self.console.is_terminal:
+                self.console.print(self.line(), end="\r", highlight=False)
+            else:
+                self.console.print(self.line(), highlight=False)
+
+
+def _migrate(settings: Settings) -> None:
+    ensure_topics(settings.kafka_client_config(), topic_partitions(settings))
+    apply_migrations(settings.postgres_dsn.get_secret_value())
+
+
+def _feed(settings: Settings, options: DemoOptions, stop: threading.Event) -> None:
+    sim = MarketSimulator(
+        SimConfig(
+            options.symbols,
+            options.rate,
+            seed=7,
+            providers=("alpha", "beta"),
+            start_ms=time.time_ns() // 1_000_000,
+            faults=Faults(
+                duplicate_rate=0.01,
+                out_of_order_rate=0.02,
+                bad_rate=0.002,
+                silent_provider="alpha",
+                silent_after_ms=10_000,
+                silent_for_ms=8_000,
+            ),
+        )
+    )
+    producer = ReliableProducer(settings.kafka_client_config())
+    try:
+        publish_simulated(producer, settings.topics.ticks, sim, options.rate, None, None, stop)
+    except Exception:
+        log.exception("demo_feed_failed")
+        stop.set()
+
+
+def run_demo(settings: Settings, options: DemoOptions) -> None:
+    console = Console(stderr=False)
+    before = local_stack.StackState.load(settings.home)
+    state = local_stack.up(stack_config(settings))
+    ours = local_stack.started_by_us(before, state)
+    try:
+        cfg = effective_settings(settings, state)
+        _migrate(cfg)
+        _run(cfg, options, console)
+    finally:
+        stopped = local_stack.down(settings.home, only=ours)
+        if stopped:
+            console.print(f"stopped what the demo started: {', '.join(sorted(stopped))}")
+
+
+def _run(settings: Settings, options: DemoOptions, console: Console) -> None:
+    stop = install_stop_handlers()
+    threading.Timer(options.seconds, stop.set).start()
+    feed_stop = threading.Event()
+    progress_stop = threading.Event()
+    console.print(
+        f"demo: {options.symbols} symbols at {options.rate:,.0f} ticks/s for "
+        f"{options.seconds:.0f}s (Ctrl-C stops) — data in {settings.home}"
+    )
+    with open_store(settings) as clickhouse:
+        from sinks.clickhouse.schema import apply_schema
+
+        apply_schema(clickhouse, settings.clickhouse_ticks_ttl_days)
+        threading.Thread(target=_feed, args=(settings, options, feed_stop), daemon=True).start()
+        progress = Progress(console)
+        threading.Thread(target=progress.run, args=(progress_stop,), daemon=True).start()
+        try:
+            cli_main(pipeline_flow(settings, False, clickhouse, stop), workers_per_process=1)
+        finally:
+            feed_stop.set()
+            progress_stop.set()
+            console.print(progress.line(), highlight=False)
+        _summary(console, settings, clickhouse)
+
+
+def _summary(console: Console, settings: Settings, clickhouse: object) -> None:
+    _, rows = clickhouse.query_rows(  # type: ignore[attr-defined]
+        f"SELECT (SELECT count() FROM {clickhouse.table('ticks')} FINAL), "  # type: ignore[attr-defined]
+        f"(SELECT count() FROM {clickhouse.table('candles_1m')} FINAL)"  # type: ignore[attr-defined]
+    )
+    ticks, candles = rows[0]
+    console.print(
+        f"summary: {ticks:,} ticks and {candles:,} one-minute candles in ClickHouse; "
+        f"{_sample('folio_ingest_rejected_total') + _sample('folio_ingest_late_ticks_total'):,.0f} "
+        f"dead letters on {settings.topics.dlq}; "
+        f"{_sample('folio_ingest_provider_switches_total'):,.0f} provider switches. "
+        f'Try: folio sql "SELECT symbol, count() FROM ticks GROUP BY symbol"'
+    )
