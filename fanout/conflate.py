@@ -1,0 +1,262 @@
+"""Per-client conflation: a latest-value map, never a queue.
+
+Guarantees (per client):
+- At most one pending message per channel: a newer update replaces the
+  unsent one, so memory is bounded by subscriptions (plus ``max_alerts``
+  alerts on the ``user`` channel, which are events and are not conflated
+  away; beyond the bound the oldest are dropped and counted).
+- Versions never go backwards on a channel: an update whose ``version`` is
+  not newer than the last sent (or the pending) one is dropped as stale.
+- Nothing is sent on a channel before its snapshot; updates that arrive
+  while the snapshot is being read are merged into it (newest wins).
+- ``seq`` counts messages per channel on this connection, from 1 (the first
+  snapshot), with no gaps: skipped intermediates are not gaps because each
+  message carries the full latest state.
+- Frames are paced: at most one frame per ``interval_s``; the first update
+  after a quiet interval, snapshots and control replies go out at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fanout import metrics
+
+
+@dataclass(slots=True)
+class Update:
+    """One state from Redis; ``raw`` is its exact JSON, reused when encoding."""
+
+    payload: Any
+    raw: bytes | None = None
+    version: int | None = None
+    received_at: float | None = None  # monotonic, when the server got it
+    event_ms: int | None = None  # epoch ms the state was produced, if known
+
+
+@dataclass(slots=True)
+class Outgoing:
+    type: str  # "snapshot" | "update"
+    channel: str
+    seq: int
+    payload: Any
+    raw: bytes | None = None
+    received_at: float | None = None
+    event_ms: int | None = None
+
+
+def _newer(candidate: int | None, than: int | None) -> bool:
+    return candidate is None or than is None or candidate > than
+
+
+@dataclass(slots=True)
+class _StateSlot:
+    """``prices:*`` and ``portfolio:*``: the payload is the whole state."""
+
+    awaiting_snapshot: bool = True
+    seq: int = 0
+    sent_version: int | None = None
+    is_snapshot: bool = False
+    pending: Update | None = None
+
+    def offer(self, update: Update) -> None:
+        if not _newer(update.version, self.sent_version) or (
+            self.pending is not None and not _newer(update.version, self.pending.version)
+        ):
+            metrics.DROPPED.labels("stale").inc()
+            return
+        if self.pending is not None:
+            metrics.CONFLATED.inc()
+        self.pending = update
+
+    def snapshot(self, update: Update) -> None:
+        pending = self.pending
+        if pending is None or not (
+            pending.version is not None
+            and update.version is not None
+            and pending.version > update.version
+        ):
+            self.pending = update
+        self.is_snapshot = True
+        self.awaiting_snapshot = False
+
+    def ready(self) -> bool:
+        return self.pending is not None and not self.awaiting_snapshot
+
+    def take(self, channel: str) -> Outgoing:
+        update = self.pending
+        assert update is not None
+        self.seq += 1
+        if update.version is not None:
+            self.sent_version = update.version
+        kind = "snapshot" if self.is_snapshot else "update"
+        self.pending, self.is_snapshot = None, False
+        return Outgoing(
+            kind, channel, self.seq, update.payload, update.raw, update.received_at, update.event_ms
+        )
+
+
+def _card_version(card: Any) -> int | None:
+    version = card.get("version") if isinstance(card, dict) else None
+    if isinstance(version, bool):
+        return None
+    try:
+        return int(version) if version is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(slots=True)
+class _UserSlot:
+    """``user``: dashboard cards merged by name (newest version wins) and
+    alerts kept in order, bounded."""
+
+    max_alerts: int
+    awaiting_snapshot: bool = True
+    seq: int = 0
+    sent_cards: dict[str, int | None] = field(default_factory=dict)
+    cards: dict[str, Any] = field(default_factory=dict)
+    alerts: deque[Any] = field(default_factory=deque)
+    dashboard: dict[str, Any] | None = None
+    is_snapshot: bool = False
+    received_at: float | None = None
+
+    def offer(self, update: Update) -> None:
+        body = update.payload if isinstance(update.payload, dict) else {}
+        if body.get("type") == "cards" and isinstance(body.get("cards"), dict):
+            for name, card in body["cards"].items():
+                self._offer_card(str(name), card)
+        elif body.get("type") == "alert" and body.get("alert") is not None:
+            if len(self.alerts) >= self.max_alerts:
+                self.alerts.popleft()
+                metrics.DROPPED.labels("alert_overflow").inc()
+            self.alerts.append(body["alert"])
+        else:
+            metrics.DROPPED.labels("malformed").inc()
+            return
+        self.received_at = self.received_at or update.received_at
+
+    def _offer_card(self, name: str, card: Any) -> None:
+        version = _card_version(card)
+        pending = self.cards.get(name)
+        if not _newer(version, self.sent_cards.get(name)) or (
+            pending is not None and not _newer(version, _card_version(pending))
+        ):
+            metrics.DROPPED.labels("stale").inc()
+            return
+        if pending is not None:
+            metrics.CONFLATED.inc()
+        self.cards[name] = card
+
+    def snapshot(self, update: Update) -> None:
+        doc = update.payload if isinstance(update.payload, dict) else {}
+        merged = dict(doc.get("cards") or {}) if isinstance(doc.get("cards"), dict) else {}
+        for name, card in self.cards.items():
+            if name not in merged or _newer(_card_version(card), _card_version(merged[name])):
+                merged[name] = card
+        self.cards = merged
+        self.dashboard = (
+            {k: v for k, v in doc.items() if k != "cards"} if update.payload is not None else None
+        )
+        self.sent_cards.clear()
+        self.is_snapshot = True
+        self.awaiting_snapshot = False
+        self.received_at = self.received_at or update.received_at
+
+    def ready(self) -> bool:
+        return not self.awaiting_snapshot and (
+            self.is_snapshot or bool(self.cards) or bool(self.alerts)
+        )
+
+    def take(self, channel: str) -> Outgoing:
+        self.seq += 1
+        payload: dict[str, Any] = {"cards": self.cards, "alerts": list(self.alerts)}
+        if self.is_snapshot:
+            payload["dashboard"] = self.dashboard
+        for name, card in self.cards.items():
+            self.sent_cards[name] = _card_version(card)
+        kind = "snapshot" if self.is_snapshot else "update"
+        out = Outgoing(kind, channel, self.seq, payload, None, self.received_at)
+        self.cards, self.alerts, self.dashboard = {}, deque(), None
+        self.is_snapshot, self.received_at = False, None
+        return out
+
+
+_Slot = _StateSlot | _UserSlot
+
+
+class Mailbox:
+    """One client's pending state. ``offer*`` never block (the Redis reader
+    calls them); the client's writer task calls ``due_in`` and ``take``."""
+
+    def __init__(
+        self,
+        interval_s: float,
+        max_alerts: int = 100,
+        max_control: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.wake = asyncio.Event()
+        self._interval = interval_s
+        self._max_alerts = max_alerts
+        self._max_control = max_control
+        self._clock = clock
+        self._slots: dict[str, _Slot] = {}
+        self._control: list[dict[str, Any]] = []
+        self._urgent = False
+        self._last_frame = float("-inf")
+
+    def open(self, channel: str, merge_user: bool = False) -> None:
+        if channel not in self._slots:
+            self._slots[channel] = _UserSlot(self._max_alerts) if merge_user else _StateSlot()
+
+    def close(self, channel: str) -> None:
+        self._slots.pop(channel, None)
+
+    def channels(self) -> list[str]:
+        return list(self._slots)
+
+    def offer(self, channel: str, update: Update) -> None:
+        slot = self._slots.get(channel)
+        if slot is None:
+            return  # unsubscribed while the message was in flight
+        slot.offer(update)
+        if slot.ready():
+            self.wake.set()
+
+    def offer_snapshot(self, channel: str, update: Update) -> None:
+        slot = self._slots.get(channel)
+        if slot is None:
+            return
+        slot.snapshot(update)
+        self._urgent = True
+        self.wake.set()
+
+    def control(self, message: dict[str, Any]) -> bool:
+        """Queue a reply; False when the client has too many unread replies."""
+        if len(self._control) >= self._max_control:
+            return False
+        self._control.append(message)
+        self._urgent = True
+        self.wake.set()
+        return True
+
+    def due_in(self) -> float:
+        """Seconds until the next frame may be sent (0: now)."""
+        if self._urgent:
+            return 0.0
+        return max(0.0, self._last_frame + self._interval - self._clock())
+
+    def take(self) -> tuple[list[dict[str, Any]], list[Outgoing]]:
+        """Everything sendable now; marks the frame as sent for pacing."""
+        control, self._control = self._control, []
+        out = [slot.take(name) for name, slot in self._slots.items() if slot.ready()]
+        self._urgent = False
+        if control or out:
+            self._last_frame = self._clock()
+        return control, out

@@ -1,0 +1,34 @@
+"""Fan-out metrics on the default registry (the accepted import-time objects)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTIONS = Gauge("folio_fanout_connections", "Open authenticated websocket connections")
+SUBSCRIPTIONS = Gauge("folio_fanout_subscriptions", "Channel subscriptions across connections")
+REDIS_CHANNELS = Gauge("folio_fanout_redis_channels", "Redis pub/sub channels subscribed")
+REDIS_MESSAGES = Counter("folio_fanout_redis_messages_total", "Messages read from Redis pub/sub")
+DELIVERED = Counter("folio_fanout_messages_delivered_total", "Channel messages written to clients")
+CONFLATED = Counter(
+    "folio_fanout_messages_conflated_total",
+    "Pending updates replaced by a newer one before they were sent",
+)
+DROPPED = Counter(
+    "folio_fanout_messages_dropped_total",
+    "Updates not delivered (stale version, malformed, alert overflow)",
+    ["reason"],
+)
+FRAMES = Counter("folio_fanout_frames_total", "Websocket frames written to clients")
+SLOW_DISCONNECTS = Counter(
+    "folio_fanout_slow_client_disconnects_total",
+    "Clients disconnected because their socket stayed blocked",
+)
+AUTH_FAILURES = Counter("folio_fanout_auth_failures_total", "Refused tokens", ["reason"])
+DENIED = Counter("folio_fanout_channel_denied_total", "Refused subscriptions", ["reason"])
+CLOSES = Counter("folio_fanout_closes_total", "Connections closed by the server", ["code"])
+HTTP_REQUESTS = Counter("folio_fanout_http_requests_total", "HTTP requests", ["route", "status"])
+LATENCY = Histogram(
+    "folio_fanout_delivery_latency_seconds",
+    "fanout: Redis message received -> written to the socket; "
+    "end_to_end: payload version/ts (epoch ms) -> written to the socket",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

@@ -1,0 +1,131 @@
+"""Redis reads: the current state behind each channel (snapshots) and the
+decoding of published updates into ``Update`` values.
+
+The flows own the layout (``schemas.topics.RedisKeys``); this module only
+reads. Redis failures become ``BackendUnavailable``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from fanout.channels import Channel, ChannelKind
+from fanout.conflate import Update
+from fanout.errors import BackendUnavailable
+from schemas.topics import RedisKeys
+
+_PRICE_FIELDS = ("price", "ts", "provider", "currency", "version")
+# Versions above this are treated as epoch ms (year 2001+), usable for latency.
+_EPOCH_MS_FLOOR = 1_000_000_000_000
+
+
+def parse_version(value: Any) -> int | None:
+    """An integer version from an int or a decimal string; None if absent/bad."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def decode_update(kind: ChannelKind, raw: bytes, received_at: float | None = None) -> Update:
+    """A published message as an ``Update``; ``ValueError`` if not a JSON object."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError("published message is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise ValueError("published message is not a JSON object")
+    if kind is ChannelKind.USER:
+        return Update(payload, None, None, received_at)
+    version = parse_version(payload.get("version"))
+    return Update(payload, bytes(raw), version, received_at, _event_ms(version))
+
+
+def _event_ms(version: int | None) -> int | None:
+    return version if version is not None and version >= _EPOCH_MS_FLOOR else None
+
+
+def _empty(now: float) -> Update:
+    return Update(None, b"null", None, now)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class SnapshotStore:
+    """Current state per channel, read from Redis."""
+
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+        self._redis = client
+        self._keys = keys
+
+    async def snapshot(self, channel: Channel) -> Update:
+        """The channel's state now; payload None when nothing was written yet."""
+        now = time.monotonic()
+        if channel.kind is ChannelKind.PRICES:
+            price = (await self.prices([channel.key]))[channel.key]
+            version = parse_version(price.get("version")) if price else None
+            return Update(price, None, version, now, _event_ms(version))
+        if channel.kind is ChannelKind.PORTFOLIO:
+            raw = await self._get(self._keys.valuation(channel.key))
+            try:
+                return decode_update(ChannelKind.PORTFOLIO, raw, now) if raw else _empty(now)
+            except ValueError:
+                return _empty(now)  # unreadable state: the next update replaces it
+        return Update(await self.dashboard(channel.key), None, None, now)
+
+    async def prices(self, symbols: list[str]) -> dict[str, dict[str, Any] | None]:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for symbol in symbols:
+                    pipe.hgetall(self._keys.price(symbol))
+                rows = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BackendUnavailable("redis", str(exc)) from exc
+        result: dict[str, dict[str, Any] | None] = {}
+        for symbol, row in zip(symbols, rows, strict=True):
+            fields = {_text(k): _text(v) for k, v in row.items()} if row else {}
+            result[symbol] = (
+                {"symbol": symbol, **{f: fields.get(f) for f in _PRICE_FIELDS}} if fields else None
+            )
+        return result
+
+    async def valuation(self, portfolio_id: str) -> dict[str, Any] | None:
+        return self._json(await self._get(self._keys.valuation(portfolio_id)))
+
+    async def dashboard(self, user_id: str) -> dict[str, Any] | None:
+        return self._json(await self._get(self._keys.dashboard(user_id)))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def _get(self, key: str) -> bytes | None:
+        try:
+            value = await self._redis.get(key)
+        except (RedisError, OSError) as exc:
+            raise BackendUnavailable("redis", str(exc)) from exc
+        if value is None:
+            return None
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    @staticmethod
+    def _json(raw: bytes | None) -> dict[str, Any] | None:
+        if raw is None:
+            return None
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None

@@ -1,0 +1,193 @@
+"""Fan-out pure logic: tokens, channel names, conflation, wire encoding."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+import orjson
+import pytest
+
+from fanout.auth import TokenVerifier, bearer_token, mint_token
+from fanout.channels import ChannelKind, parse_channel, strict_symbol
+from fanout.conflate import Mailbox, Update
+from fanout.errors import AuthError, ChannelDenied, ProtocolViolation
+from fanout.protocol import encode_frame, parse_client_message
+
+SECRET = "unit-test-secret-0123456789abcdef"
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _reason(verifier: TokenVerifier, token: object) -> str:
+    with pytest.raises(AuthError) as info:
+        verifier.verify(token)
+    return info.value.reason
+
+
+def test_minted_token_verifies_to_its_user():
+    principal = TokenVerifier(SECRET).verify(mint_token(SECRET, "alice", 60))
+    assert principal.user_id == "alice"
+    assert principal.expires_at > time.time()
+
+
+def test_refused_tokens_have_stable_reasons():
+    verifier = TokenVerifier(SECRET)
+    now = int(time.time())
+    good = {"sub": "alice", "exp": now + 60}
+    assert _reason(verifier, jwt.encode({**good, "exp": now - 5}, SECRET)) == "expired"
+    assert (
+        _reason(verifier, jwt.encode(good, "another-secret-0123456789abcdef-0123"))
+        == "bad_signature"
+    )
+    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(good)}."
+    assert _reason(verifier, unsigned) == "alg_not_allowed"
+    assert _reason(verifier, jwt.encode(good, SECRET * 2, algorithm="HS512")) == "alg_not_allowed"
+    assert _reason(verifier, jwt.encode({"sub": "alice"}, SECRET)) == "missing_claim"
+    assert _reason(verifier, jwt.encode({"exp": now + 60}, SECRET)) == "missing_claim"
+    for sub in ["al ice", "alıce", "", "x" * 65, 42]:
+        assert _reason(verifier, jwt.encode({"sub": sub, "exp": now + 60}, SECRET)) in {
+            "invalid_subject",
+            "malformed",
+        }
+    for junk in ["", "abc", "a.b.c", 123, None, "x" * 9000]:
+        assert _reason(verifier, junk) == "malformed"
+
+
+def test_payload_swapped_under_a_valid_signature_is_refused():
+    verifier = TokenVerifier(SECRET)
+    header, _, signature = mint_token(SECRET, "bob", 60).split(".")
+    forged = f"{header}.{_b64({'sub': 'alice', 'exp': int(time.time()) + 60})}.{signature}"
+    assert _reason(verifier, forged) == "bad_signature"
+
+
+def test_bearer_header_parsing():
+    assert bearer_token("Bearer abc.def.ghi") == "abc.def.ghi"
+    assert bearer_token("bearer   tok ") == "tok"
+    assert bearer_token("Basic dXNlcjpwYXNz") is None
+    assert bearer_token("Bearer a b") is None
+    assert bearer_token(None) is None
+
+
+def test_symbols_normalise_only_ascii_case():
+    assert strict_symbol("aapl") == "AAPL"
+    assert strict_symbol("brk.b") == "BRK.B"
+    # "ſ".upper() == "S" and "ı".upper() == "I": non-ASCII is refused before upper-casing.
+    for bad in ["ſpy", "aapl\n", " aapl", "ＡＡＰＬ", "ıbm", "", "a" * 21, "AA PL", 5]:
+        with pytest.raises(ValueError):
+            strict_symbol(bad)
+
+
+def test_channel_names_are_deny_by_default():
+    assert parse_channel("prices:msft", "alice").name == "prices:MSFT"
+    assert parse_channel("portfolio:Acct-1", "alice").key == "Acct-1"  # exact, not folded
+    user = parse_channel("user", "alice")
+    assert (user.kind, user.key) == (ChannelKind.USER, "alice")
+    refused = [
+        "user:bob", "USER", "User", "user ", "users", "prices", "prices:", "portfolio:",
+        "portfolio:b1 ", "portfolio:b１", "portfolio:ｂ1", "portfolio:b1\n", "portfolio:a/b",
+        "portfolios:b1", "PRICES:AAPL", "dashboard:bob", "", None, 7, ["user"], "x" * 200,
+    ]  # fmt: skip
+    for name in refused:
+        with pytest.raises(ChannelDenied) as info:
+            parse_channel(name, "alice")
+        assert info.value.reason == "invalid_channel"
+
+
+def _update(version: int | None, **payload: object) -> Update:
+    body = {"version": version, **payload}
+    return Update(body, orjson.dumps(body), version)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_mailbox_holds_updates_until_the_snapshot_and_keeps_the_newest():
+    clock = FakeClock()
+    box = Mailbox(0.25, clock=clock)
+    box.open("prices:A")
+    box.offer("prices:A", _update(5))
+    assert box.take() == ([], [])  # nothing before the snapshot
+    box.offer_snapshot("prices:A", _update(3))  # older than the held update
+    _, out = box.take()
+    assert [(m.type, m.seq, m.payload["version"]) for m in out] == [("snapshot", 1, 5)]
+
+
+def test_mailbox_conflates_to_latest_paces_and_drops_stale():
+    clock = FakeClock()
+    box = Mailbox(0.25, clock=clock)
+    box.open("prices:A")
+    box.offer_snapshot("prices:A", _update(1))
+    box.take()
+    for version in range(2, 50):
+        box.offer("prices:A", _update(version))
+    box.offer("prices:A", _update(10))  # stale: older than pending 49
+    assert box.due_in() == pytest.approx(0.25)
+    clock.now += 0.25
+    assert box.due_in() == 0
+    _, out = box.take()
+    assert [(m.type, m.seq, m.payload["version"]) for m in out] == [("update", 2, 49)]
+    box.offer("prices:A", _update(49))  # already sent: dropped
+    clock.now += 1
+    assert box.take() == ([], [])
+
+
+def test_user_channel_merges_cards_and_keeps_every_alert_in_order():
+    box = Mailbox(0.25, max_alerts=3, clock=FakeClock())
+    box.open("user", merge_user=True)
+    box.offer_snapshot("user", Update({"user_id": "alice", "cards": {"income": {"version": 2}}}))
+    box.take()
+    box.offer("user", Update({"type": "cards", "cards": {"income": {"version": 1}}}))  # stale
+    box.offer("user", Update({"type": "cards", "cards": {"perf": {"version": 1, "x": "a"}}}))
+    box.offer("user", Update({"type": "cards", "cards": {"perf": {"version": 2, "x": "b"}}}))
+    for n in range(5):
+        box.offer("user", Update({"type": "alert", "alert": {"n": n}}))
+    _, (message,) = box.take()
+    assert message.payload["cards"] == {"perf": {"version": 2, "x": "b"}}
+    assert message.payload["alerts"] == [{"n": 2}, {"n": 3}, {"n": 4}]  # bounded, oldest dropped
+
+
+def test_frames_batch_several_messages_and_reuse_raw_payload():
+    box = Mailbox(0, clock=FakeClock())
+    for name in ("prices:A", "prices:B"):
+        box.open(name)
+        box.offer_snapshot(name, _update(1, price="1.10"))
+    _, out = box.take()
+    frame = orjson.loads(encode_frame([{"type": "pong"}], out))
+    assert frame["type"] == "batch"
+    assert [m["type"] for m in frame["messages"]] == ["pong", "snapshot", "snapshot"]
+    assert frame["messages"][1] == {
+        "type": "snapshot",
+        "channel": "prices:A",
+        "seq": 1,
+        "payload": {"version": 1, "price": "1.10"},
+    }
+    single = orjson.loads(encode_frame([{"type": "pong"}], []))
+    assert single == {"type": "pong"}
+
+
+def test_client_messages_are_validated():
+    assert parse_client_message('{"type":"subscribe","channels":["user"]}').channels == ("user",)
+    assert parse_client_message('{"type":"snapshot","channel":"user"}').channels == ("user",)
+    assert parse_client_message('{"type":"auth","token":"t"}').token == "t"
+    bad_messages: list[str | bytes] = [
+        b"{}",
+        "not json",
+        "[]",
+        '{"type":"subscribe"}',
+        '{"type":"subscribe","channels":[]}',
+        '{"type":"drop_tables"}',
+        '{"type":"subscribe","channels":"user"}',
+    ]
+    for bad in bad_messages:
+        with pytest.raises(ProtocolViolation):
+            parse_client_message(bad)
