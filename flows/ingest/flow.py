@@ -75,16 +75,11 @@ def _validate(batch: RawBatch, clock: Clock, limits: ValidationLimits) -> tuple[
     return ticks, rejected
 
 
-def build_ingest_flow(
-    source: Source[RawBatch],
-    sinks: IngestSinks,
-    config: IngestConfig | None = None,
-    clock: Clock = wall_clock_ms,
-    flow_id: str = "folio-ingest",
-) -> Dataflow:
-    cfg = config or IngestConfig()
-    flow = Dataflow(flow_id)
-    batches = op.input("ticks_in", flow, source)
+def add_ingest(
+    batches: Stream[RawBatch], sinks: IngestSinks, cfg: IngestConfig, clock: Clock
+) -> tuple[Stream[Any], Stream[Any]]:
+    """Wire the ingest steps; return (consolidated ticks keyed by price shard,
+    rejections as lists) for the steps downstream."""
     keyed = op.key_on("by_shard", batches, lambda b: b.shard)
     checked = op.map_value("validate", keyed, lambda b: _validate(b, clock, cfg.limits))
     valid = op.filter_map_value("valid", checked, lambda r: r[0] or None)
@@ -111,19 +106,35 @@ def build_ingest_flow(
         "closed", candle_out, lambda o: o[1] if o[0] == "candles" else None
     )
     late = op.filter_map_value("late", candle_out, lambda o: o[1] if o[0] == "late" else None)
+    _wire_outputs(sinks, fresh, chosen, candles)
+    rejects = op.key_rm("ingest_rejects", op.merge("rejects", invalid, late))
+    return chosen, rejects
 
-    _wire_outputs(flow_id, sinks, clock, fresh, chosen, candles, op.merge("rejects", invalid, late))
+
+def add_dead_letters(rejects: Stream[Any], sink: Sink[list[KeyedBytes]], clock: Clock) -> None:
+    dead = op.map("dead_letters", rejects, lambda rows: _dead_letters(rows, clock()))
+    op.output("dead_letter_topic", dead, sink)
+
+
+def build_ingest_flow(
+    source: Source[RawBatch],
+    sinks: IngestSinks,
+    config: IngestConfig | None = None,
+    clock: Clock = wall_clock_ms,
+    flow_id: str = "folio-ingest",
+) -> Dataflow:
+    """Market data only: ticks in, prices, candles and dead letters out."""
+    flow = Dataflow(flow_id)
+    _, rejects = add_ingest(
+        op.input("ticks_in", flow, source), sinks, config or IngestConfig(), clock
+    )
+    if sinks.dead_letters is not None:
+        add_dead_letters(rejects, sinks.dead_letters, clock)
     return flow
 
 
 def _wire_outputs(
-    flow_id: str,
-    sinks: IngestSinks,
-    clock: Clock,
-    fresh: Stream[Any],
-    chosen: Stream[Any],
-    candles: Stream[Any],
-    rejects: Stream[Any],
+    sinks: IngestSinks, fresh: Stream[Any], chosen: Stream[Any], candles: Stream[Any]
 ) -> None:
     if sinks.tick_store is not None:
         op.output("tick_store", op.key_rm("ticks_unkeyed", fresh), sinks.tick_store)
@@ -139,13 +150,6 @@ def _wire_outputs(
         op.output("candle_topic", encoded, sinks.candle_topic)
     if sinks.candle_store is not None:
         op.output("candle_store", closed, sinks.candle_store)
-    if sinks.dead_letters is not None:
-        dead = op.map(
-            "dead_letters",
-            op.key_rm("rejects_unkeyed", rejects),
-            lambda rows: _dead_letters(rows, clock()),
-        )
-        op.output("dead_letter_topic", dead, sinks.dead_letters)
 
 
 def _price_rows(items: list[SourcedTick]) -> list[PriceRow]:

@@ -1,0 +1,128 @@
+"""Valuation steps of the pipeline: coalesce prices per price shard,
+broadcast the closed windows to every portfolio shard, where transactions
+(keyed by portfolio, so already sharded by partition) meet them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+from bytewax.outputs import Sink
+
+from flows.ingest.encode import KeyedBytes
+from flows.ingest.records import Rejection
+from flows.ingest.steps import Clock
+from flows.valuation.coalesce import ClosedWindows, PriceCoalescer
+from flows.valuation.shard import AppliedTransaction, PortfolioShard, ShardOutput
+from flows.valuation.steps import CoalesceLogic, PortfolioShardLogic
+from flows.valuation.transactions import decode_transactions
+from schemas.valuation import Valuation
+
+
+@dataclass(frozen=True)
+class ValuationConfig:
+    portfolio_shards: tuple[str, ...]  # keys of the transaction input partitions
+    live_window_ms: int = 1_000
+    history_window_ms: int = 60_000
+    allowed_lateness_ms: int = 5_000
+    max_message_bytes: int = 64 * 1024
+    drain_at_eof: bool = True
+
+
+@dataclass(frozen=True)
+class ValuationSinks:
+    valuation_topic: Sink[list[KeyedBytes]] | None = None
+    valuation_cache: Sink[list[Valuation]] | None = None
+    latest_store: Sink[list[Valuation]] | None = None
+    history_store: Sink[list[Valuation]] | None = None
+    ledger_store: Sink[list[AppliedTransaction]] | None = None
+
+
+def _broadcast(closed: ClosedWindows, shards: tuple[str, ...]) -> list[tuple[str, Any]]:
+    return [(shard, ("prices", closed)) for shard in shards]
+
+
+def add_valuation(
+    prices: Stream[Any],
+    transactions: Stream[Any],
+    sinks: ValuationSinks,
+    cfg: ValuationConfig,
+    clock: Clock,
+) -> Stream[Any]:
+    """Wire valuation; returns the stream of rejections (lists) for the DLQ.
+
+    ``prices``: keyed stream of consolidated tick lists per price shard;
+    ``transactions``: stream of ``RawBatch`` from the transactions topic.
+    """
+    closed = op.stateful_batch(
+        "coalesce",
+        prices,
+        lambda s: CoalesceLogic(
+            s or PriceCoalescer("", cfg.live_window_ms, cfg.allowed_lateness_ms),
+            clock,
+            cfg.drain_at_eof,
+        ),
+    )
+    routed = op.flat_map(
+        "broadcast_prices",
+        closed,
+        lambda kv: _broadcast(kv[1]._replace(shard=kv[0]), cfg.portfolio_shards),
+    )
+    keyed_txns = op.key_on("txn_shard", transactions, lambda b: b.shard)
+    decoded = op.map_value(
+        "decode_txns", keyed_txns, lambda b: decode_transactions(b, cfg.max_message_bytes)
+    )
+    good = op.filter_map_value("txns", decoded, lambda r: ("txns", r[0]) if r[0] else None)
+    bad = op.filter_map_value("bad_txns", decoded, lambda r: r[1] or None)
+    shard_in = op.merge("shard_in", routed, good)
+    outputs = op.stateful_batch(
+        "portfolios",
+        shard_in,
+        lambda s: PortfolioShardLogic(
+            s or PortfolioShard(cfg.live_window_ms, cfg.history_window_ms), clock, cfg.drain_at_eof
+        ),
+    )
+    out = op.key_rm("portfolio_out", outputs)
+    _wire(out, sinks)
+    ledger_rejects = op.filter_map("ledger_rejects", out, _rejections)
+    return op.merge("txn_rejects", op.key_rm("bad_txns_unkeyed", bad), ledger_rejects)
+
+
+def _wire(out: Stream[ShardOutput], sinks: ValuationSinks) -> None:
+    live = op.filter_map("live", out, lambda o: o.live or None)
+    if sinks.valuation_topic is not None:
+        encoded = op.map(
+            "valuation_messages",
+            live,
+            lambda vs: [(v.portfolio_id, v.model_dump_json().encode()) for v in vs],
+        )
+        op.output("valuation_topic", encoded, sinks.valuation_topic)
+    if sinks.valuation_cache is not None:
+        op.output("valuation_cache", live, sinks.valuation_cache)
+    if sinks.latest_store is not None:
+        op.output("latest_store", live, sinks.latest_store)
+    if sinks.history_store is not None:
+        history = op.filter_map("history", out, lambda o: o.history or None)
+        op.output("history_store", history, sinks.history_store)
+    if sinks.ledger_store is not None:
+        applied = op.filter_map("applied", out, lambda o: o.applied or None)
+        op.output("ledger_store", applied, sinks.ledger_store)
+
+
+def _rejections(out: ShardOutput) -> list[Rejection] | None:
+    rows = [
+        Rejection(
+            result.reason or "rejected",
+            result.detail,
+            "ledger",
+            topic,
+            partition,
+            offset,
+            txn.portfolio_id.encode(),
+            txn.model_dump_json().encode(),
+        )
+        for txn, result, (topic, partition, offset) in out.rejected
+    ]
+    return rows or None

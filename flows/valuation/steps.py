@@ -1,0 +1,91 @@
+"""Bytewax wrappers: price coalescing per price shard, portfolio shards."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+from bytewax.operators import StatefulBatchLogic
+
+from flows.ingest.records import SourcedTick
+from flows.ingest.steps import Clock
+from flows.valuation import metrics
+from flows.valuation.coalesce import ClosedWindows, PriceCoalescer
+from flows.valuation.shard import PortfolioShard, ShardOutput
+
+_RETAIN = False
+_END_OF_TIME = 2**62
+
+
+def _at(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class CoalesceLogic(StatefulBatchLogic[list[SourcedTick], ClosedWindows, PriceCoalescer]):
+    def __init__(self, state: PriceCoalescer, clock: Clock, release_at_eof: bool) -> None:
+        self.state = state
+        self.clock = clock
+        self.release_at_eof = release_at_eof
+
+    def on_batch(self, values: list[list[SourcedTick]]) -> tuple[list[ClosedWindows], bool]:
+        now = self.clock()
+        released = [r for ticks in values if (r := self.state.add(ticks, now)) is not None]
+        return released, _RETAIN
+
+    def on_notify(self) -> tuple[list[ClosedWindows], bool]:
+        released = self.state.release(self.clock())
+        return ([released] if released else []), _RETAIN
+
+    def on_eof(self) -> tuple[list[ClosedWindows], bool]:
+        released = self.state.release_all() if self.release_at_eof else None
+        return ([released] if released else []), _RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return _at(self.state.next_release_sys_ms())
+
+    def snapshot(self) -> PriceCoalescer:
+        return copy.deepcopy(self.state)
+
+
+ShardIn = tuple[str, Any]  # ("prices", ClosedWindows) or ("txns", [SourcedTransaction])
+
+
+class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, PortfolioShard]):
+    def __init__(self, state: PortfolioShard, clock: Clock, drain_at_eof: bool) -> None:
+        self.state = state
+        self.clock = clock
+        self.drain_at_eof = drain_at_eof
+
+    def on_batch(self, values: list[ShardIn]) -> tuple[list[ShardOutput], bool]:
+        for kind, payload in values:
+            if kind == "prices":
+                self.state.add_prices(payload)
+            else:
+                self.state.add_transactions(payload)
+        return self._emit(self.state.advance()), _RETAIN
+
+    def on_eof(self) -> tuple[list[ShardOutput], bool]:
+        if not self.drain_at_eof:
+            return [], _RETAIN
+        return self._emit(self.state.advance(_END_OF_TIME)), _RETAIN
+
+    def snapshot(self) -> PortfolioShard:
+        return copy.deepcopy(self.state)
+
+    def _emit(self, out: ShardOutput) -> list[ShardOutput]:
+        now = self.clock()
+        mark = self.state.watermark()
+        if mark is not None:
+            metrics.WINDOW_LAG.set(max(0, now - mark) / 1000)
+        if not out:
+            return []
+        metrics.VALUATIONS.labels("live").inc(len(out.live))
+        metrics.VALUATIONS.labels("history").inc(len(out.history))
+        metrics.TRANSACTIONS.labels("applied").inc(len(out.applied))
+        metrics.TRANSACTIONS.labels("rejected").inc(len(out.rejected))
+        metrics.LATE_TRANSACTIONS.inc(out.late_transactions)
+        for valuation in out.live[-1:]:
+            end_ms = int(valuation.window_end.timestamp() * 1000)
+            metrics.EMIT_DELAY.observe(max(0, now - end_ms) / 1000)
+        return [out]
