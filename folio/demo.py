@@ -19,6 +19,7 @@ from rich.console import Console
 from connectors.feed import publish_simulated
 from connectors.kafka.admin import ensure_topics
 from connectors.kafka.producer import ReliableProducer
+from connectors.portfolio_sim import PortfolioSimConfig, PortfolioSimulator
 from connectors.simulator import Faults, MarketSimulator, SimConfig
 from deploy import stack as local_stack
 from folio.commands.pipeline import install_stop_handlers
@@ -26,6 +27,7 @@ from folio.commands.stack import stack_config
 from folio.settings import Settings
 from folio.store import open_store
 from folio.wiring import pipeline_flow, topic_partitions
+from sinks.clickhouse.client import ClickHouseClient
 from sinks.postgres.migrate import apply_migrations
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,10 @@ def _sample(name: str) -> float:
             if sample.name == name:
                 total += sample.value
     return total
+
+
+def _dead_letters() -> float:
+    return _sample("folio_dead_letters_total")
 
 
 def effective_settings(settings: Settings, state: local_stack.StackState) -> Settings:
@@ -90,7 +96,7 @@ class Progress:
             f"candles {_sample('folio_ingest_candles_out_total'):>6,.0f}  "
             f"valuations {_sample('folio_valuations_out_total'):>7,.0f}  "
             f"alerts {_sample('folio_alerts_fired_total'):>4,.0f}  "
-            f"dlq {_sample('folio_ingest_rejected_total') + _sample('folio_ingest_late_ticks_total'):>5,.0f}"
+            f"dlq {_dead_letters():>5,.0f}"
         )
 
     def run(self, stop: threading.Event) -> None:
@@ -108,13 +114,14 @@ def _migrate(settings: Settings) -> None:
 
 
 def _feed(settings: Settings, options: DemoOptions, stop: threading.Event) -> None:
+    now = time.time_ns() // 1_000_000
     sim = MarketSimulator(
         SimConfig(
             options.symbols,
             options.rate,
             seed=7,
             providers=("alpha", "beta"),
-            start_ms=time.time_ns() // 1_000_000,
+            start_ms=now,
             faults=Faults(
                 duplicate_rate=0.01,
                 out_of_order_rate=0.02,
@@ -126,15 +133,33 @@ def _feed(settings: Settings, options: DemoOptions, stop: threading.Event) -> No
         )
     )
     producer = ReliableProducer(settings.kafka_client_config())
+    portfolios = PortfolioSimulator(
+        PortfolioSimConfig(options.portfolios, options.symbols, start_ms=now - 1_000)
+    )
     try:
+        if options.portfolios:
+            opening = portfolios.opening(dict(sim.prices))
+            producer.produce_many(settings.topics.transactions, opening)
+            producer.flush()
+            threading.Thread(target=_trade, args=(settings, portfolios, stop), daemon=True).start()
         publish_simulated(producer, settings.topics.ticks, sim, options.rate, None, None, stop)
     except Exception:
         log.exception("demo_feed_failed")
         stop.set()
 
 
+def _trade(settings: Settings, portfolios: PortfolioSimulator, stop: threading.Event) -> None:
+    """A trade or dividend every half second, so ledgers and cards move."""
+    producer = ReliableProducer(settings.kafka_client_config())
+    while not stop.wait(0.5):
+        producer.produce_many(
+            settings.topics.transactions, [portfolios.activity(time.time_ns() // 1_000_000)]
+        )
+        producer.flush()
+
+
 def run_demo(settings: Settings, options: DemoOptions) -> None:
-    console = Console(stderr=False)
+    console = Console(stderr=False, width=None if Console().is_terminal else 200)
     before = local_stack.StackState.load(settings.home)
     state = local_stack.up(stack_config(settings))
     ours = local_stack.started_by_us(before, state)
@@ -173,16 +198,16 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> None:
         _summary(console, settings, clickhouse)
 
 
-def _summary(console: Console, settings: Settings, clickhouse: object) -> None:
-    _, rows = clickhouse.query_rows(  # type: ignore[attr-defined]
-        f"SELECT (SELECT count() FROM {clickhouse.table('ticks')} FINAL), "  # type: ignore[attr-defined]
-        f"(SELECT count() FROM {clickhouse.table('candles_1m')} FINAL)"  # type: ignore[attr-defined]
+def _summary(console: Console, settings: Settings, clickhouse: ClickHouseClient) -> None:
+    [(ticks, candles, valuations)] = clickhouse.query_rows(
+        f"SELECT (SELECT count() FROM {clickhouse.table('ticks')} FINAL),"
+        f" (SELECT count() FROM {clickhouse.table('candles_1m')} FINAL),"
+        f" (SELECT count() FROM {clickhouse.table('valuations')} FINAL)"
     )
-    ticks, candles = rows[0]
     console.print(
-        f"summary: {ticks:,} ticks and {candles:,} one-minute candles in ClickHouse; "
-        f"{_sample('folio_ingest_rejected_total') + _sample('folio_ingest_late_ticks_total'):,.0f} "
-        f"dead letters on {settings.topics.dlq}; "
+        f"summary: {ticks:,} ticks, {candles:,} one-minute candles and {valuations:,} "
+        f"minute valuations in ClickHouse; "
+        f"{_dead_letters():,.0f} dead letters on {settings.topics.dlq}; "
         f"{_sample('folio_ingest_provider_switches_total'):,.0f} provider switches. "
         f'Try: folio sql "SELECT symbol, count() FROM ticks GROUP BY symbol"'
     )

@@ -13,12 +13,19 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
+from connectors.kafka.admin import describe_topics
+from connectors.kafka.errors import KafkaConnectorError
 from connectors.kafka.source import KafkaBatchSource
-from flows.ingest.flow import IngestConfig, IngestSinks, build_ingest_flow
+from flows.ingest.flow import IngestConfig, IngestSinks
 from flows.ingest.validate import ValidationLimits
+from flows.pipeline import PipelineConfig, PipelineSinks, PipelineSources, build_flow
+from flows.valuation.flow import ValuationConfig, ValuationSinks
 from folio.settings import Settings
 from schemas.topics import TOPICS
 from sinks.kafka import KafkaTopicSink
+from sinks.postgres.ledger import ledger_sink
+from sinks.postgres.valuations import latest_valuation_sink
+from sinks.redis.documents import valuation_cache_sink
 from sinks.redis.prices import RedisPriceSink
 
 
@@ -52,12 +59,48 @@ def ingest_sinks(settings: Settings, clickhouse: Any | None) -> IngestSinks:
         tick_store = ClickHouseTickSink(clickhouse)
         candle_store = ClickHouseCandleSink(clickhouse)
     return IngestSinks(
-        dead_letters=KafkaTopicSink(kafka, topics.dlq),
         tick_store=tick_store,
         price_cache=RedisPriceSink(settings.redis_url.get_secret_value(), settings.redis_prefix),
         price_topic=KafkaTopicSink(kafka, topics.prices),
         candle_topic=KafkaTopicSink(kafka, topics.candles),
         candle_store=candle_store,
+    )
+
+
+def valuation_sinks(settings: Settings, clickhouse: Any | None) -> ValuationSinks:
+    dsn = settings.postgres_dsn.get_secret_value()
+    history_store = None
+    if clickhouse is not None:
+        from sinks.clickhouse.stream import ClickHouseValuationSink
+
+        history_store = ClickHouseValuationSink(clickhouse, "history")
+    return ValuationSinks(
+        valuation_topic=KafkaTopicSink(settings.kafka_client_config(), settings.topics.valuations),
+        valuation_cache=valuation_cache_sink(
+            settings.redis_url.get_secret_value(), settings.redis_prefix
+        ),
+        latest_store=latest_valuation_sink(dsn),
+        history_store=history_store,
+        ledger_store=ledger_sink(dsn),
+    )
+
+
+def pipeline_config(settings: Settings, exit_at_end: bool) -> PipelineConfig:
+    partitions = describe_topics(settings.kafka_client_config())
+    txn_topic = settings.topics.transactions
+    if txn_topic not in partitions:
+        raise KafkaConnectorError(f"topic {txn_topic} does not exist (run `folio migrate`)")
+    shards = tuple(f"{txn_topic}#{i}" for i in range(partitions[txn_topic]))
+    return PipelineConfig(
+        ingest=ingest_config(settings, exit_at_end),
+        valuation=ValuationConfig(
+            portfolio_shards=shards,
+            live_window_ms=settings.window_live_ms,
+            history_window_ms=settings.window_history_ms,
+            allowed_lateness_ms=settings.valuation_lateness_ms,
+            max_message_bytes=settings.max_message_bytes,
+            drain_at_eof=exit_at_end,
+        ),
     )
 
 
@@ -67,16 +110,20 @@ def pipeline_flow(
     clickhouse: Any | None,
     stop: threading.Event | None = None,
 ) -> Dataflow:
-    source = KafkaBatchSource(
-        settings.kafka_client_config(),
-        (settings.topics.ticks,),
-        batch_size=settings.batch_size,
-        tail=not exit_at_end,
-        stop=stop,
+    kafka = settings.kafka_client_config()
+
+    def source(topic: str) -> KafkaBatchSource:
+        return KafkaBatchSource(
+            kafka, (topic,), batch_size=settings.batch_size, tail=not exit_at_end, stop=stop
+        )
+
+    sources = PipelineSources(source(settings.topics.ticks), source(settings.topics.transactions))
+    sinks = PipelineSinks(
+        ingest=ingest_sinks(settings, clickhouse),
+        valuation=valuation_sinks(settings, clickhouse),
+        dead_letters=KafkaTopicSink(kafka, settings.topics.dlq),
     )
-    return build_ingest_flow(
-        source, ingest_sinks(settings, clickhouse), ingest_config(settings, exit_at_end)
-    )
+    return build_flow(sources, sinks, pipeline_config(settings, exit_at_end))
 
 
 def recovery_config(directory: Path | None, partitions: int) -> RecoveryConfig | None:

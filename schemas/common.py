@@ -154,7 +154,8 @@ _decimal_json = WithJsonSchema(
         "description": "Exact decimal; strings preserve every digit. NaN/Infinity rejected.",
     }
 )
-_decimal_out = PlainSerializer(lambda d: str(d), return_type=str, when_used="json")
+# Fixed-point text ("0.0000001", never "1E-7") so every consumer can parse it.
+_decimal_out = PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
 
 ExactDecimal = Annotated[
     Decimal, BeforeValidator(lambda v: to_decimal(v, "value")), _decimal_json, _decimal_out

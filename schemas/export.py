@@ -14,7 +14,8 @@ def export_json_schemas(directory: Path) -> list[Path]:
     for spec in TOPICS.values():
         if spec.model is None:
             continue
-        schema = spec.model.model_json_schema(mode="serialization")
+        mode = "validation" if spec.direction == "input" else "serialization"
+        schema = spec.model.model_json_schema(mode=mode)
         schema["$id"] = f"urn:folio-stream:topic:{spec.default_name}"
         schema["x-kafka-key"] = spec.key
         path = directory / f"{spec.default_name}.schema.json"

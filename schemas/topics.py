@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from schemas.dead_letter import DeadLetter
 from schemas.market import Candle, ConsolidatedPrice, Tick
 from schemas.transactions import Transaction
+from schemas.valuation import Valuation
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ TOPICS: dict[str, TopicSpec] = {
     ),
     "candles": TopicSpec("market.candles.1m", "symbol", 4, Candle, "output", "1-minute OHLCV"),
     "valuations": TopicSpec(
-        "portfolio.valuations", "portfolio_id", 4, None, "output", "windowed valuations"
+        "portfolio.valuations", "portfolio_id", 4, Valuation, "output", "windowed valuations"
     ),
     "alerts": TopicSpec("portfolio.alerts", "user_id", 4, None, "output", "fired alerts"),
     "dlq": TopicSpec(

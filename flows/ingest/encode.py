@@ -6,6 +6,7 @@ pydantic models in ``schemas``.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -22,8 +23,13 @@ def iso(ms: int) -> str:
     return ms_to_datetime(ms).isoformat(timespec="milliseconds")
 
 
+def dec(value: Decimal) -> str:
+    """Fixed-point text, as in the contract ("0.0000001", never "1E-7")."""
+    return format(value, "f")
+
+
 def _dumps(doc: dict[str, Any]) -> bytes:
-    return orjson.dumps(doc, default=str)
+    return orjson.dumps(doc, default=dec)
 
 
 def price_row(item: SourcedTick) -> PriceRow:
@@ -34,11 +40,11 @@ def price_row(item: SourcedTick) -> PriceRow:
 def price_doc(row: PriceRow) -> dict[str, Any]:
     return {
         "symbol": row.symbol,
-        "price": str(row.price),
+        "price": dec(row.price),
         "ts": iso(row.ts_ms),
         "provider": row.provider,
         "currency": row.currency,
-        "volume": None if row.volume is None else str(row.volume),
+        "volume": None if row.volume is None else dec(row.volume),
         "version": row.ts_ms,
         "schema_version": SCHEMA_VERSION,
     }
@@ -54,11 +60,11 @@ def candle_message(row: CandleRow) -> KeyedBytes:
             "symbol": row.symbol,
             "window_start": iso(row.window_start_ms),
             "window_end": iso(row.window_end_ms),
-            "open": str(row.open),
-            "high": str(row.high),
-            "low": str(row.low),
-            "close": str(row.close),
-            "volume": str(row.volume),
+            "open": dec(row.open),
+            "high": dec(row.high),
+            "low": dec(row.low),
+            "close": dec(row.close),
+            "volume": dec(row.volume),
             "trades": row.trades,
             "currency": row.currency,
             "schema_version": SCHEMA_VERSION,

@@ -157,4 +157,6 @@ def _price_rows(items: list[SourcedTick]) -> list[PriceRow]:
 
 
 def _dead_letters(rows: list[Rejection], now_ms: int) -> list[KeyedBytes]:
+    for r in rows:
+        metrics.DEAD_LETTERS.labels(r.stage, r.reason).inc()
     return [dead_letter_message(r, now_ms) for r in rows]

@@ -16,3 +16,6 @@ LATE = Counter("folio_ingest_late_ticks_total", "Ticks behind closed windows (se
 EVENT_LAG = Gauge(
     "folio_ingest_event_time_lag_seconds", "System time minus newest event time", ["shard"]
 )
+DEAD_LETTERS = Counter(
+    "folio_dead_letters_total", "Messages sent to the dead-letter topic", ["stage", "reason"]
+)

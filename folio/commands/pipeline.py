@@ -116,7 +116,9 @@ def _serve_metrics(host: str, port: int) -> None:
 
 def demo(
     ctx: typer.Context,
-    seconds: float = typer.Option(30.0, min=1, help="How long to run (Ctrl-C stops earlier)."),
+    seconds: float = typer.Option(
+        75.0, min=1, help="How long to run (Ctrl-C stops earlier); candles close each minute."
+    ),
     symbols: int = typer.Option(20, min=1, max=5000, help="Simulated symbols."),
     portfolios: int = typer.Option(50, min=0, help="Simulated portfolios."),
     rate: float = typer.Option(200.0, min=1, help="Simulated ticks per second."),
