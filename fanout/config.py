@@ -38,6 +38,8 @@ class FanoutConfig:
     jwt_leeway_s: float = 0.0
     compression: bool = True
     max_http_symbols: int = 100
+    redis_client_name: str = "folio-fanout"  # visible in CLIENT LIST
+    redis_max_connections: int = 32  # snapshot reads wait for one beyond this
 
     def __post_init__(self) -> None:
         if not self.jwt_secret and not self.jwt_public_key:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,14 +64,14 @@ class _StateSlot:
     is_snapshot: bool = False
     pending: Update | None = None
 
-    def offer(self, update: Update) -> None:
+    def offer(self, update: Update, counts: dict[str, int]) -> None:
         if not _newer(update.version, self.sent_version) or (
             self.pending is not None and not _newer(update.version, self.pending.version)
         ):
-            metrics.DROPPED.labels("stale").inc()
+            counts["stale"] += 1
             return
         if self.pending is not None:
-            metrics.CONFLATED.inc()
+            counts["conflated"] += 1
         self.pending = update
 
     def snapshot(self, update: Update) -> None:
@@ -126,31 +126,31 @@ class _UserSlot:
     is_snapshot: bool = False
     received_at: float | None = None
 
-    def offer(self, update: Update) -> None:
+    def offer(self, update: Update, counts: dict[str, int]) -> None:
         body = update.payload if isinstance(update.payload, dict) else {}
         if body.get("type") == "cards" and isinstance(body.get("cards"), dict):
             for name, card in body["cards"].items():
-                self._offer_card(str(name), card)
+                self._offer_card(str(name), card, counts)
         elif body.get("type") == "alert" and body.get("alert") is not None:
             if len(self.alerts) >= self.max_alerts:
                 self.alerts.popleft()
-                metrics.DROPPED.labels("alert_overflow").inc()
+                counts["alert_overflow"] += 1
             self.alerts.append(body["alert"])
         else:
-            metrics.DROPPED.labels("malformed").inc()
+            counts["malformed"] += 1
             return
         self.received_at = self.received_at or update.received_at
 
-    def _offer_card(self, name: str, card: Any) -> None:
+    def _offer_card(self, name: str, card: Any, counts: dict[str, int]) -> None:
         version = _card_version(card)
         pending = self.cards.get(name)
         if not _newer(version, self.sent_cards.get(name)) or (
             pending is not None and not _newer(version, _card_version(pending))
         ):
-            metrics.DROPPED.labels("stale").inc()
+            counts["stale"] += 1
             return
         if pending is not None:
-            metrics.CONFLATED.inc()
+            counts["conflated"] += 1
         self.cards[name] = card
 
     def snapshot(self, update: Update) -> None:
@@ -210,6 +210,9 @@ class Mailbox:
         self._control: list[dict[str, Any]] = []
         self._urgent = False
         self._last_frame = float("-inf")
+        # Counted here, flushed to Prometheus once per frame: the offer path
+        # runs once per update per subscriber and must stay cheap.
+        self._counts: defaultdict[str, int] = defaultdict(int)
 
     def open(self, channel: str, merge_user: bool = False) -> None:
         if channel not in self._slots:
@@ -225,7 +228,7 @@ class Mailbox:
         slot = self._slots.get(channel)
         if slot is None:
             return  # unsubscribed while the message was in flight
-        slot.offer(update)
+        slot.offer(update, self._counts)
         if slot.ready():
             self.wake.set()
 
@@ -259,4 +262,14 @@ class Mailbox:
         self._urgent = False
         if control or out:
             self._last_frame = self._clock()
+        if self._counts:
+            self._flush_counts()
         return control, out
+
+    def _flush_counts(self) -> None:
+        for reason, count in self._counts.items():
+            if reason == "conflated":
+                metrics.CONFLATED.inc(count)
+            else:
+                metrics.DROPPED.labels(reason).inc(count)
+        self._counts.clear()

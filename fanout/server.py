@@ -54,7 +54,17 @@ class FanoutServer:
 
     async def start(self) -> None:
         cfg = self.config
-        self._redis = aioredis.Redis.from_url(cfg.redis_url)
+        if len(cfg.jwt_secret.encode()) < 32:
+            log.warning("jwt_secret is shorter than 32 bytes; use a longer secret outside dev")
+        # A blocking pool: a burst of subscriptions (clients reconnecting after a
+        # restart) waits for a connection instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            cfg.redis_url,
+            max_connections=cfg.redis_max_connections,
+            timeout=10,
+            client_name=cfg.redis_client_name,
+        )
+        self._redis = aioredis.Redis.from_pool(pool)
         keys = RedisKeys(cfg.redis_prefix)
         store = SnapshotStore(self._redis, keys)
         self._portfolios = OwnershipStore(cfg.postgres_dsn)

@@ -205,19 +205,23 @@ def test_other_users_portfolios_and_alerts_never_reach_alice(dsn, prefix, seed):
                     r.publish(f"{prefix}:portfolio:{portfolio_id}", orjson.dumps(body))
                 alert = {"type": "alert", "alert": {"user_id": "bob", "message": "bob only"}}
                 r.publish(f"{prefix}:user:bob", orjson.dumps(alert))
+                mine = {"portfolio_id": "a1", "user_id": "alice", "version": 9}
+                r.publish(f"{prefix}:portfolio:a1", orjson.dumps(mine))
                 sentinel = {"type": "alert", "alert": {"user_id": "alice", "message": "done"}}
                 r.publish(f"{prefix}:user:alice", orjson.dumps(sentinel))
                 seen: list[dict] = []
 
                 def until_sentinel(message: dict) -> bool:
                     seen.append(message)
-                    return b"done" in orjson.dumps(message.get("payload"))
+                    return message.get("channel") == "user" and message["type"] == "update"
 
                 await a.recv_until(until_sentinel)
-                assert any(m.get("channel") == "user" for m in seen)
+                assert seen[-1]["payload"]["alerts"] == [sentinel["alert"]]
+                assert {"channel": "portfolio:a1", "payload": mine} in [
+                    {"channel": m.get("channel"), "payload": m.get("payload")} for m in seen
+                ]
                 for message in seen:
-                    assert message.get("channel", "user") in own
-                    assert b"bob" not in orjson.dumps(message)
+                    _assert_belongs_to_alice(message, own)
                 # The same publishes did reach bob: the channels were live.
                 got = await b.recv_until(lambda m: "bob only" in orjson.dumps(m).decode())
                 assert got["channel"] == "user"
@@ -226,6 +230,21 @@ def test_other_users_portfolios_and_alerts_never_reach_alice(dsn, prefix, seed):
         _run(scenario())
     finally:
         r.close()
+
+
+def _assert_belongs_to_alice(message: dict, own: list[str]) -> None:
+    """Every field that names an owner or a portfolio names alice's."""
+    assert b"bob" not in orjson.dumps(message)
+    if message["type"] not in {"snapshot", "update"}:
+        return
+    channel, payload = message["channel"], message["payload"]
+    assert channel in own
+    if channel.startswith("portfolio:") and payload is not None:
+        assert payload["portfolio_id"] == channel.partition(":")[2]
+        assert payload["user_id"] == "alice"
+    if channel == "user":
+        assert set(payload) <= {"cards", "alerts", "dashboard"}
+        assert all(alert["user_id"] == "alice" for alert in payload["alerts"])
 
 
 def test_http_answers_404_for_other_users_portfolios_exactly_like_missing_ones(dsn, prefix):

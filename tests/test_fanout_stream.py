@@ -321,3 +321,30 @@ def test_shutdown_tells_clients_to_reconnect_with_1012(dsn, prefix):
         await task
 
     _run(scenario())
+
+
+def test_redis_pubsub_loss_is_followed_by_resubscribe_and_fresh_snapshots(dsn, prefix, r):
+    token = mint_token(SECRET, "alice", 60)
+    name = f"fanout-test-{secrets.token_hex(4)}"
+    _set_price(r, prefix, "NVDA", 1, publish=False)
+
+    def kill_own_pubsub_connection() -> None:
+        """Only this server's pub/sub connection (by client name), nobody else's."""
+        ours = [c for c in r.client_list() if c["name"] == name and int(c["sub"]) > 0]
+        assert len(ours) == 1
+        r.client_kill_filter(_id=ours[0]["id"])
+
+    async def scenario():
+        config = _config(dsn, prefix, redis_client_name=name)
+        async with running_server(config) as server, client(server.port, token) as c:
+            await c.send({"type": "subscribe", "channels": ["prices:NVDA"]})
+            assert _version(await c.recv_until(lambda m: m["type"] == "snapshot")) == 1
+            kill_own_pubsub_connection()
+            _set_price(r, prefix, "NVDA", 2, publish=False)  # changed during the outage
+            resync = await c.recv_until(lambda m: m["type"] == "snapshot")
+            assert (_version(resync), resync["seq"]) == (2, 2)
+            _set_price(r, prefix, "NVDA", 3)  # live again after the re-subscribe
+            update = await c.recv_until(lambda m: m["type"] == "update")
+            assert (_version(update), update["seq"]) == (3, 3)
+
+    _run(scenario())
