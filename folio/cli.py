@@ -11,7 +11,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from folio.commands import data, feed, pipeline, stack
+from folio.commands import data, feed, pipeline, serve, stack
 from folio.errors import EXPECTED_ERRORS
 from folio.logs import configure_logging
 from folio.settings import Settings
@@ -44,6 +44,8 @@ app.command("migrate")(pipeline.migrate)
 app.command("run")(pipeline.run)
 app.command("demo")(pipeline.demo)
 app.command("sql")(data.sql)
+app.command("serve")(serve.serve)
+app.command("token")(serve.token)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     fanout_port: int = Field(default=8765, ge=0)
     fanout_conflation_ms: int = Field(default=250, ge=0)
     fanout_allowed_origins: list[str] = Field(default_factory=list, description="empty: any")
-    jwt_secret: SecretStr = SecretStr("dev-secret-change-me")
+    jwt_secret: SecretStr = SecretStr("folio-dev-secret-change-me-in-production")
     jwt_public_key: SecretStr | None = Field(default=None, description="PEM, enables RS256")
 
     @field_validator("home")

@@ -120,8 +120,10 @@ def datetime_to_ms(moment: datetime) -> int:
 def normalize_symbol(value: Any, field: str = "symbol") -> str:
     if not isinstance(value, str):
         raise ContractError("mistyped_field", f"{field} must be a string")
-    symbol = value.strip().upper()
-    if not SYMBOL_PATTERN.match(symbol):
+    stripped = value.strip()
+    # ASCII first: "ſ".upper() is "S", and a lookalike must not become a symbol.
+    symbol = stripped.upper()
+    if not stripped.isascii() or not SYMBOL_PATTERN.fullmatch(symbol):
         raise ContractError("invalid_symbol", f"{field} {value!r} is not 1-20 of A-Z 0-9 . - : / ^")
     return symbol
 
@@ -130,7 +132,7 @@ def normalize_currency(value: Any, field: str = "currency") -> str:
     if not isinstance(value, str):
         raise ContractError("mistyped_field", f"{field} must be a string")
     code = value.strip().upper()
-    if code not in KNOWN_CURRENCIES:
+    if not value.isascii() or code not in KNOWN_CURRENCIES:
         raise ContractError("unknown_currency", f"{field} {value!r} is not a known currency")
     return code
 
