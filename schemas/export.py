@@ -14,8 +14,10 @@ def export_json_schemas(directory: Path) -> list[Path]:
     for spec in TOPICS.values():
         if spec.model is None:
             continue
-        mode = "validation" if spec.direction == "input" else "serialization"
-        schema = spec.model.model_json_schema(mode=mode)
+        if spec.direction == "input":
+            schema = spec.model.model_json_schema(mode="validation")
+        else:
+            schema = spec.model.model_json_schema(mode="serialization")
         schema["$id"] = f"urn:folio-stream:topic:{spec.default_name}"
         schema["x-kafka-key"] = spec.key
         path = directory / f"{spec.default_name}.schema.json"
