@@ -1,0 +1,65 @@
+"""Sliding event-time windows for ``pct_move``: the lowest and highest value
+seen within the last ``window_ms``, kept in monotonic deques (O(1) amortised
+per observation), so a move is measured against the window's extremes:
+a rise from its low or a fall from its high, whichever is larger.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from flows.alerts.numbers import CTX, ZERO, percent_change
+
+TWO = Decimal(2)
+
+Point = tuple[int, Decimal]
+
+
+@dataclass(slots=True)
+class Move:
+    """The largest move within the window: ``size`` >= 0 in percent,
+    ``rising`` its direction, ``reference`` the low or high it started from."""
+
+    size: Decimal
+    rising: bool
+    reference: Decimal
+
+
+@dataclass(slots=True)
+class MoveWindow:
+    """Extremes of the observations with ts >= latest ts - window_ms."""
+
+    window_ms: int
+    lows: deque[Point] = field(default_factory=deque)
+    highs: deque[Point] = field(default_factory=deque)
+
+    def push(self, ts_ms: int, value: Decimal) -> None:
+        """Add an observation; ``ts_ms`` must not decrease between calls."""
+        lows, highs = self.lows, self.highs
+        while lows and lows[-1][1] >= value:
+            lows.pop()
+        lows.append((ts_ms, value))
+        while highs and highs[-1][1] <= value:
+            highs.pop()
+        highs.append((ts_ms, value))
+        cutoff = ts_ms - self.window_ms
+        # The newest point is never evicted, so neither deque empties.
+        while lows[0][0] < cutoff:
+            lows.popleft()
+        while highs[0][0] < cutoff:
+            highs.popleft()
+
+    def move(self, value: Decimal) -> Move:
+        """The move of ``value`` (the latest observation) against the window."""
+        if not self.lows:
+            return Move(ZERO, True, value)
+        low, high = self.lows[0][1], self.highs[0][1]
+        if low <= 0 or high <= 0:  # only portfolio values can be <= 0
+            return Move(ZERO, True, value)
+        # rise = (v - low) / low >= fall = (high - v) / high, without dividing:
+        # only the larger move is computed (one division per observation).
+        if CTX.multiply(value, CTX.add(high, low)) >= CTX.multiply(TWO, CTX.multiply(low, high)):
+            return Move(percent_change(low, value), True, low)
+        return Move(-percent_change(high, value), False, high)
