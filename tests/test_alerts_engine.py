@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flows.alerts import RuleBook
-from flows.alerts.inputs import observe_transaction, observe_valuation
+from flows.alerts.inputs import observe_transaction, observe_valuation, subject_key
 from schemas.alerts import AlertKind
 from schemas.transactions import Transaction
 from schemas.valuation import Valuation
@@ -304,3 +304,12 @@ def test_observe_valuation_uses_total_value_and_fraction_weights():
     alerts = observe_valuation(book, valuation)
     assert {(a.rule_id, a.symbol) for a in alerts} == {("goal", None), ("conc", "AAPL")}
     assert apply(book, ("val", "p1", "2000", {}, T0 + 1000)) == []  # same version: ignored
+
+
+def test_subject_key_routes_each_rule_to_its_series():
+    assert subject_key(mk("a", "price_above", "1", symbol="aapl")) == "symbol:AAPL"
+    assert subject_key(mk("b", "pct_move", "1", symbol="X", window_ms=1)) == "symbol:X"
+    assert subject_key(mk("c", "pct_move", "1", portfolio_id="p1", window_ms=1)) == "portfolio:p1"
+    assert subject_key(mk("d", "concentration", "1", portfolio_id="p1", symbol="X")) == (
+        "portfolio:p1"
+    )

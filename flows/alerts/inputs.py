@@ -4,7 +4,7 @@ Bytewax flow should make, in one place."""
 from __future__ import annotations
 
 from flows.alerts.engine import RuleBook
-from schemas.alerts import Alert
+from schemas.alerts import Alert, AlertRule
 from schemas.common import datetime_to_ms
 from schemas.market import ConsolidatedPrice
 from schemas.transactions import Transaction, TxnType
@@ -37,3 +37,13 @@ def observe_transaction(book: RuleBook, txn: Transaction) -> list[Alert]:
         symbol=txn.symbol,
         currency=txn.currency,
     )
+
+
+def subject_key(rule: AlertRule) -> str:
+    """The key a rule's state lives under when the flow keeps one ``RuleBook``
+    per subject: ``symbol:AAPL`` (prices, feed_stale, pct_move on a symbol)
+    or ``portfolio:p1``. Route a rule's upserts and its removal to this key;
+    a tombstone carries only the rule_id, so remember the key by rule_id."""
+    if rule.symbol is not None and rule.portfolio_id is None:
+        return f"symbol:{rule.symbol}"
+    return f"portfolio:{rule.portfolio_id}"
