@@ -40,45 +40,79 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=_default_home, description="State, logs, chDB data")
 
-    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:19092", description="Kafka bootstrap servers (host:port,...)"
+    )
     kafka_config: dict[str, str] = Field(
         default_factory=dict, description="Extra librdkafka settings (JSON), e.g. SASL"
     )
-    kafka_local_port: int = 19092
-    topics: TopicNames = Field(default_factory=TopicNames)
-    topic_partitions: int = Field(default=0, ge=0, description="0: contract defaults")
+    topics: TopicNames = Field(
+        default_factory=TopicNames, description="Topic names, e.g. FOLIO_TOPICS__TICKS"
+    )
+    topic_partitions: int = Field(
+        default=0, ge=0, description="Partitions of every topic created (0: contract defaults)"
+    )
 
-    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    redis_prefix: str = "folio"
-    postgres_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/folio")
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL"
+    )
+    redis_prefix: str = Field(default="folio", description="Prefix of every Redis key and channel")
+    postgres_dsn: SecretStr = Field(
+        default=SecretStr("postgresql://postgres@127.0.0.1:5432/folio"),
+        description="Postgres DSN (the database is created by `folio migrate`)",
+    )
     clickhouse_dsn: SecretStr | None = Field(
         default=None,
         description="chdb:///DIR (embedded, default HOME/clickhouse) or http://host:8123",
     )
-    clickhouse_database: str = "folio"
+    clickhouse_database: str = Field(default="folio", description="ClickHouse database")
     clickhouse_ticks_ttl_days: int = Field(default=0, ge=0, description="0 keeps ticks forever")
 
-    window_live_ms: int = Field(default=1_000, gt=0)
-    window_history_ms: int = Field(default=60_000, gt=0)
-    candle_ms: int = Field(default=60_000, gt=0)
-    allowed_lateness_ms: int = Field(default=5_000, ge=0, description="candles")
-    valuation_lateness_ms: int = Field(default=500, ge=0, description="live valuations")
-    max_future_ms: int = Field(default=60_000, ge=0)
-    max_message_bytes: int = Field(default=64 * 1024, gt=0)
-    dedup_horizon_ms: int = Field(default=600_000, gt=0)
-    provider_priority: list[str] = Field(default_factory=lambda: ["alpha", "beta", "gamma"])
-    provider_stale_ms: int = Field(default=5_000, gt=0)
+    window_live_ms: int = Field(default=1_000, gt=0, description="Live valuation window")
+    window_history_ms: int = Field(
+        default=60_000, gt=0, description="History valuation window (ClickHouse)"
+    )
+    candle_ms: int = Field(default=60_000, gt=0, description="Candle length")
+    allowed_lateness_ms: int = Field(
+        default=5_000, ge=0, description="How late a tick may be and still count in its candle"
+    )
+    valuation_lateness_ms: int = Field(
+        default=500, ge=0, description="Watermark delay of live valuations (latency vs. late data)"
+    )
+    max_future_ms: int = Field(
+        default=60_000, ge=0, description="Ticks further in the future are rejected"
+    )
+    max_message_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Larger messages go to the DLQ as oversize"
+    )
+    dedup_horizon_ms: int = Field(
+        default=600_000, gt=0, description="Event-time horizon of tick de-duplication"
+    )
+    provider_priority: list[str] = Field(
+        default_factory=lambda: ["alpha", "beta", "gamma"],
+        description="Providers, most preferred first (JSON list)",
+    )
+    provider_stale_ms: int = Field(
+        default=5_000, gt=0, description="Silence after which the next provider takes over"
+    )
 
-    batch_size: int = Field(default=2_000, gt=0)
-    metrics_host: str = "127.0.0.1"
+    batch_size: int = Field(default=2_000, gt=0, description="Kafka messages per poll")
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics")
     metrics_port: int = Field(default=9464, ge=0, description="0 disables /metrics")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="Log level (JSON logs on stderr)")
 
-    fanout_host: str = "127.0.0.1"
-    fanout_port: int = Field(default=8765, ge=0)
-    fanout_conflation_ms: int = Field(default=250, ge=0)
-    fanout_allowed_origins: list[str] = Field(default_factory=list, description="empty: any")
-    jwt_secret: SecretStr = SecretStr("folio-dev-secret-change-me-in-production")
+    fanout_host: str = Field(default="127.0.0.1", description="Fan-out server bind address")
+    fanout_port: int = Field(default=8765, ge=0, description="Fan-out server port")
+    fanout_conflation_ms: int = Field(
+        default=250, ge=0, description="At most one message per channel per client per interval"
+    )
+    fanout_allowed_origins: list[str] = Field(
+        default_factory=list, description="Websocket Origin allowlist (JSON list; empty: any)"
+    )
+    jwt_secret: SecretStr = Field(
+        default=SecretStr("folio-dev-secret-change-me-in-production"),
+        description="HS256 secret of client tokens",
+    )
     jwt_public_key: SecretStr | None = Field(default=None, description="PEM, enables RS256")
 
     @field_validator("home")
