@@ -8,17 +8,28 @@ every rejection ─ pipeline.dlq
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from flows.alerts.engine import RuleBook
+from flows.alerts.metrics import ALERTS_FIRED
+from flows.alerts.stream import (
+    PortfolioAlertLogic,
+    PriceAlertLogic,
+    PriceAlerts,
+    decode_rules,
+    route_rules,
+)
 from flows.ingest.encode import KeyedBytes
 from flows.ingest.flow import IngestConfig, IngestSinks, add_dead_letters, add_ingest, wall_clock_ms
 from flows.ingest.steps import Clock
 from flows.valuation.flow import ValuationConfig, ValuationSinks, add_valuation
+from schemas.alerts import Alert, alert_record
 from schemas.envelope import RawBatch
 
 
@@ -26,12 +37,22 @@ from schemas.envelope import RawBatch
 class PipelineSources:
     ticks: Source[RawBatch]
     transactions: Source[RawBatch] | None = None
+    rules: Source[RawBatch] | None = None
+
+
+@dataclass(frozen=True)
+class AlertSinks:
+    alert_topic: Sink[list[KeyedBytes]] | None = None
+    alert_store: Sink[list[Alert]] | None = None
+    alert_channel: Sink[list[Alert]] | None = None
+    alert_history: Sink[list[Alert]] | None = None
 
 
 @dataclass(frozen=True)
 class PipelineSinks:
     ingest: IngestSinks
     valuation: ValuationSinks
+    alerts: AlertSinks = field(default_factory=AlertSinks)
     dead_letters: Sink[list[KeyedBytes]] | None = None
 
 
@@ -39,6 +60,7 @@ class PipelineSinks:
 class PipelineConfig:
     ingest: IngestConfig
     valuation: ValuationConfig
+    price_shards: tuple[str, ...] = ()  # keys of the tick input partitions (alert routing)
 
 
 def build_flow(
@@ -52,10 +74,74 @@ def build_flow(
     prices, rejects = add_ingest(
         op.input("ticks_in", flow, sources.ticks), sinks.ingest, config.ingest, clock
     )
+    shard_out = None
     if sources.transactions is not None:
         txns = op.input("transactions_in", flow, sources.transactions)
-        txn_rejects = add_valuation(prices, txns, sinks.valuation, config.valuation, clock)
+        txn_rejects, shard_out = add_valuation(
+            prices, txns, sinks.valuation, config.valuation, clock
+        )
         rejects = op.merge("all_rejects", rejects, txn_rejects)
+    if sources.rules is not None:
+        rules = op.input("rules_in", flow, sources.rules)
+        rule_rejects = _add_alerts(rules, prices, shard_out, sinks.alerts, config, clock)
+        rejects = op.merge("with_rule_rejects", rejects, rule_rejects)
     if sinks.dead_letters is not None:
         add_dead_letters(rejects, sinks.dead_letters, clock)
     return flow
+
+
+def _add_alerts(
+    rule_batches: Stream[Any],
+    prices: Stream[Any],
+    shard_out: Stream[Any] | None,
+    sinks: AlertSinks,
+    config: PipelineConfig,
+    clock: Clock,
+) -> Stream[Any]:
+    decoded = op.map("decode_rules", rule_batches, decode_rules)
+    portfolio_shards = config.valuation.portfolio_shards if shard_out is not None else ()
+    routed = op.flat_map(
+        "route_rules", decoded, lambda r: route_rules(r[0], config.price_shards, portfolio_shards)
+    )
+    rules_by_shard = op.key_on("rules_by_shard", routed, lambda kv: kv[0])
+    rule_changes = op.map_value("rule_changes", rules_by_shard, lambda kv: kv[1])
+    price_keys, portfolio_keys = set(config.price_shards), set(portfolio_shards)
+    price_rules = op.filter("price_rules", rule_changes, lambda kv: kv[0] in price_keys)
+    portfolio_rules = op.filter("portfolio_rules", rule_changes, lambda kv: kv[0] in portfolio_keys)
+    price_in = op.merge(
+        "price_alert_in",
+        price_rules,
+        op.map_value("prices_for_alerts", prices, lambda ticks: ("prices", ticks)),
+    )
+    alerts = op.stateful_batch(
+        "price_alerts", price_in, lambda s: PriceAlertLogic(s or PriceAlerts(), clock)
+    )
+    if shard_out is not None:
+        portfolio_in = op.merge(
+            "portfolio_alert_in",
+            portfolio_rules,
+            op.map_value("outputs_for_alerts", shard_out, lambda out: ("outputs", out)),
+        )
+        portfolio_alerts = op.stateful_batch(
+            "portfolio_alerts", portfolio_in, lambda s: PortfolioAlertLogic(s or RuleBook())
+        )
+        alerts = op.merge("all_alerts", alerts, portfolio_alerts)
+    _wire_alerts(op.key_rm("alerts_unkeyed", alerts), sinks)
+    return op.filter_map("rule_rejects", decoded, lambda r: r[1] or None)
+
+
+def _wire_alerts(alerts: Stream[Any], sinks: AlertSinks) -> None:
+    counted = op.map("count_alerts", alerts, _count_alerts)
+    if sinks.alert_topic is not None:
+        encoded = op.map("alert_messages", counted, lambda rows: [alert_record(a) for a in rows])
+        op.output("alert_topic", encoded, sinks.alert_topic)
+    for name in ("alert_store", "alert_channel", "alert_history"):
+        sink = getattr(sinks, name)
+        if sink is not None:
+            op.output(name, counted, sink)
+
+
+def _count_alerts(alerts: list[Alert]) -> list[Alert]:
+    for alert in alerts:
+        ALERTS_FIRED.labels(alert.kind.value).inc()
+    return alerts

@@ -18,13 +18,21 @@ from connectors.kafka.errors import KafkaConnectorError
 from connectors.kafka.source import KafkaBatchSource
 from flows.ingest.flow import IngestConfig, IngestSinks
 from flows.ingest.validate import ValidationLimits
-from flows.pipeline import PipelineConfig, PipelineSinks, PipelineSources, build_flow
+from flows.pipeline import (
+    AlertSinks,
+    PipelineConfig,
+    PipelineSinks,
+    PipelineSources,
+    build_flow,
+)
 from flows.valuation.flow import ValuationConfig, ValuationSinks
 from folio.settings import Settings
 from schemas.topics import TOPICS
 from sinks.kafka import KafkaTopicSink
+from sinks.postgres.alerts import alerts_sink
 from sinks.postgres.ledger import ledger_sink
 from sinks.postgres.valuations import latest_valuation_sink
+from sinks.redis.alerts import RedisAlertSink
 from sinks.redis.documents import valuation_cache_sink
 from sinks.redis.prices import RedisPriceSink
 
@@ -85,22 +93,39 @@ def valuation_sinks(settings: Settings, clickhouse: Any | None) -> ValuationSink
     )
 
 
+def alert_sinks(settings: Settings, clickhouse: Any | None) -> AlertSinks:
+    history = None
+    if clickhouse is not None:
+        from sinks.clickhouse.stream import ClickHouseAlertSink
+
+        history = ClickHouseAlertSink(clickhouse)
+    return AlertSinks(
+        alert_topic=KafkaTopicSink(settings.kafka_client_config(), settings.topics.alerts),
+        alert_store=alerts_sink(settings.postgres_dsn.get_secret_value()),
+        alert_channel=RedisAlertSink(settings.redis_url.get_secret_value(), settings.redis_prefix),
+        alert_history=history,
+    )
+
+
 def pipeline_config(settings: Settings, exit_at_end: bool) -> PipelineConfig:
     partitions = describe_topics(settings.kafka_client_config())
-    txn_topic = settings.topics.transactions
-    if txn_topic not in partitions:
-        raise KafkaConnectorError(f"topic {txn_topic} does not exist (run `folio migrate`)")
-    shards = tuple(f"{txn_topic}#{i}" for i in range(partitions[txn_topic]))
+
+    def shards(topic: str) -> tuple[str, ...]:
+        if topic not in partitions:
+            raise KafkaConnectorError(f"topic {topic} does not exist (run `folio migrate`)")
+        return tuple(f"{topic}#{i}" for i in range(partitions[topic]))
+
     return PipelineConfig(
         ingest=ingest_config(settings, exit_at_end),
         valuation=ValuationConfig(
-            portfolio_shards=shards,
+            portfolio_shards=shards(settings.topics.transactions),
             live_window_ms=settings.window_live_ms,
             history_window_ms=settings.window_history_ms,
             allowed_lateness_ms=settings.valuation_lateness_ms,
             max_message_bytes=settings.max_message_bytes,
             drain_at_eof=exit_at_end,
         ),
+        price_shards=shards(settings.topics.ticks),
     )
 
 
@@ -117,11 +142,15 @@ def pipeline_flow(
             kafka, (topic,), batch_size=settings.batch_size, tail=not exit_at_end, stop=stop
         )
 
-    sources = PipelineSources(source(settings.topics.ticks), source(settings.topics.transactions))
+    topics = settings.topics
+    sources = PipelineSources(
+        source(topics.ticks), source(topics.transactions), source(topics.rules)
+    )
     sinks = PipelineSinks(
         ingest=ingest_sinks(settings, clickhouse),
         valuation=valuation_sinks(settings, clickhouse),
-        dead_letters=KafkaTopicSink(kafka, settings.topics.dlq),
+        alerts=alert_sinks(settings, clickhouse),
+        dead_letters=KafkaTopicSink(kafka, topics.dlq),
     )
     return build_flow(sources, sinks, pipeline_config(settings, exit_at_end))
 

@@ -50,8 +50,9 @@ def add_valuation(
     sinks: ValuationSinks,
     cfg: ValuationConfig,
     clock: Clock,
-) -> Stream[Any]:
-    """Wire valuation; returns the stream of rejections (lists) for the DLQ.
+) -> tuple[Stream[Any], Stream[Any]]:
+    """Wire valuation; returns (rejections as lists for the DLQ, the shard
+    outputs keyed by portfolio shard, for the steps downstream).
 
     ``prices``: keyed stream of consolidated tick lists per price shard;
     ``transactions``: stream of ``RawBatch`` from the transactions topic.
@@ -87,7 +88,8 @@ def add_valuation(
     out = op.key_rm("portfolio_out", outputs)
     _wire(out, sinks)
     ledger_rejects = op.filter_map("ledger_rejects", out, _rejections)
-    return op.merge("txn_rejects", op.key_rm("bad_txns_unkeyed", bad), ledger_rejects)
+    rejects = op.merge("txn_rejects", op.key_rm("bad_txns_unkeyed", bad), ledger_rejects)
+    return rejects, outputs
 
 
 def _wire(out: Stream[ShardOutput], sinks: ValuationSinks) -> None:

@@ -17,12 +17,19 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.ingest.records import CandleRow as FlowCandle
 from flows.ingest.records import SourcedTick
+from schemas.alerts import Alert
 from schemas.common import datetime_to_ms
 from schemas.valuation import Valuation
 from sinks import metrics
 from sinks.clickhouse.candles import CandleRow, insert_candles
 from sinks.clickhouse.client import ClickHouseClient
-from sinks.clickhouse.writer import ValuationRow, insert_ticks, insert_valuations
+from sinks.clickhouse.writer import (
+    AlertRow,
+    ValuationRow,
+    insert_alerts,
+    insert_ticks,
+    insert_valuations,
+)
 
 
 @dataclass(frozen=True)
@@ -92,3 +99,25 @@ def ClickHouseValuationSink(client: ClickHouseClient, window_kind: str) -> _Clic
         return insert_valuations(c, [valuation_row(v, window_kind) for v in rows])
 
     return _ClickHouseSink(client, f"clickhouse:valuations_{window_kind}", write)
+
+
+def alert_row(a: Alert) -> AlertRow:
+    return AlertRow(
+        a.alert_id,
+        a.rule_id,
+        a.user_id,
+        a.portfolio_id,
+        a.symbol,
+        a.kind.value,
+        a.observed,
+        a.threshold,
+        a.message,
+        datetime_to_ms(a.triggered_at),
+        a.model_dump_json(),
+    )
+
+
+def ClickHouseAlertSink(client: ClickHouseClient) -> _ClickHouseSink:  # noqa: N802
+    return _ClickHouseSink(
+        client, "clickhouse:alerts", lambda c, rows: insert_alerts(c, [alert_row(a) for a in rows])
+    )

@@ -1,0 +1,167 @@
+"""Alerts in the dataflow: rule changes from ``alerts.rules`` reach the
+shards that evaluate them, and price rules run next to the prices.
+
+Routing: rules watching a symbol go to every price shard (rule changes are
+rare, prices are many: moving rules is cheaper than re-keying prices); rules
+watching a portfolio go to every portfolio shard; a tombstone carries only
+its rule_id, so it goes everywhere. A price shard parks ``feed_stale`` rules
+for symbols it has never priced: only the shard that carries a symbol may
+decide that its feed went silent.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bytewax.operators import StatefulBatchLogic
+
+from flows.alerts.engine import RuleBook
+from flows.alerts.inputs import observe_transaction, observe_valuation
+from flows.ingest.records import Rejection, SourcedTick
+from flows.ingest.steps import Clock
+from schemas.alerts import Alert, AlertKind, AlertRule, RuleInvalid, decode_rule_record
+from schemas.envelope import RawBatch
+
+RuleChange = tuple[str, AlertRule | None]  # (rule_id, rule or None for a removal)
+_RETAIN = False
+STALE_CHECK_MS = 1_000
+
+
+def decode_rules(batch: RawBatch) -> tuple[list[RuleChange], list[Rejection]]:
+    changes: list[RuleChange] = []
+    rejected: list[Rejection] = []
+    for offset, key, value in batch.records:
+        try:
+            changes.append(decode_rule_record(key, value))
+        except (RuleInvalid, UnicodeDecodeError) as exc:
+            rejected.append(
+                Rejection(
+                    "invalid_rule",
+                    str(exc)[:300],
+                    "rules",
+                    batch.topic,
+                    batch.partition,
+                    offset,
+                    key,
+                    value,
+                )
+            )
+    return changes, rejected
+
+
+def route_rules(
+    changes: list[RuleChange], price_shards: tuple[str, ...], portfolio_shards: tuple[str, ...]
+) -> list[tuple[str, tuple[str, list[RuleChange]]]]:
+    """(shard key, ("rules", changes for that shard)) for every shard concerned."""
+    for_prices = [c for c in changes if c[1] is None or c[1].portfolio_id is None]
+    for_portfolios = [c for c in changes if c[1] is None or c[1].portfolio_id is not None]
+    routed = [(shard, ("rules", for_prices)) for shard in price_shards if for_prices]
+    routed += [(shard, ("rules", for_portfolios)) for shard in portfolio_shards if for_portfolios]
+    return routed
+
+
+@dataclass
+class PriceAlerts:
+    book: RuleBook = field(default_factory=RuleBook)
+    seen: set[str] = field(default_factory=set)
+    parked: dict[str, dict[str, AlertRule]] = field(default_factory=dict)  # symbol -> stale rules
+    newest_ms: int | None = None
+    newest_at_sys_ms: int = 0
+
+    def apply_rules(self, changes: list[RuleChange]) -> None:
+        for rule_id, rule in changes:
+            for waiting in self.parked.values():
+                waiting.pop(rule_id, None)
+            if rule is None:
+                self.book.remove(rule_id)
+            elif rule.kind is AlertKind.FEED_STALE and rule.symbol not in self.seen:
+                self.book.remove(rule_id)
+                self.parked.setdefault(str(rule.symbol), {})[rule_id] = rule
+            else:
+                self.book.upsert(rule)
+
+    def observe(self, ticks: list[SourcedTick], now_sys_ms: int) -> list[Alert]:
+        alerts: list[Alert] = []
+        for item in ticks:
+            t = item.tick
+            if t.symbol not in self.seen:
+                self.seen.add(t.symbol)
+                for rule in self.parked.pop(t.symbol, {}).values():
+                    self.book.upsert(rule)
+            alerts += self.book.on_price(t.symbol, t.price, t.ts_ms)
+            if self.newest_ms is None or t.ts_ms > self.newest_ms:
+                self.newest_ms, self.newest_at_sys_ms = t.ts_ms, now_sys_ms
+        return alerts + self.tick(now_sys_ms)
+
+    def tick(self, now_sys_ms: int) -> list[Alert]:
+        """Event time moves on with system time while the shard is quiet."""
+        if self.newest_ms is None:
+            return []
+        return self.book.on_watermark(self.newest_ms + max(0, now_sys_ms - self.newest_at_sys_ms))
+
+
+ShardIn = tuple[str, Any]  # ("rules", [RuleChange]) or ("prices", [SourcedTick])
+
+
+class PriceAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PriceAlerts]):
+    def __init__(self, state: PriceAlerts, clock: Clock) -> None:
+        self.state = state
+        self.clock = clock
+
+    def on_batch(self, values: list[ShardIn]) -> tuple[list[list[Alert]], bool]:
+        now = self.clock()
+        alerts: list[Alert] = []
+        for kind, payload in values:
+            if kind == "rules":
+                self.state.apply_rules(payload)
+            else:
+                alerts += self.state.observe(payload, now)
+        return ([alerts] if alerts else []), _RETAIN
+
+    def on_notify(self) -> tuple[list[list[Alert]], bool]:
+        alerts = self.state.tick(self.clock())
+        return ([alerts] if alerts else []), _RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if self.state.newest_ms is None:
+            return None
+        return datetime.fromtimestamp((self.clock() + STALE_CHECK_MS) / 1000, tz=UTC)
+
+    def snapshot(self) -> PriceAlerts:
+        return copy.deepcopy(self.state)
+
+
+class PortfolioAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], RuleBook]):
+    """Portfolio rules next to the portfolio shard's output: valuations
+    (goal, drawdown, pct_move, concentration, drift) and applied dividends."""
+
+    def __init__(self, state: RuleBook) -> None:
+        self.state = state
+
+    def on_batch(self, values: list[ShardIn]) -> tuple[list[list[Alert]], bool]:
+        alerts: list[Alert] = []
+        for kind, payload in values:
+            if kind == "rules":
+                for rule_id, rule in payload:
+                    if rule is None:
+                        self.state.remove(rule_id)
+                    else:
+                        self.state.upsert(rule)
+            else:
+                alerts += observe_shard_output(self.state, payload)
+        return ([alerts] if alerts else []), _RETAIN
+
+    def snapshot(self) -> RuleBook:
+        return copy.deepcopy(self.state)
+
+
+def observe_shard_output(book: RuleBook, out: Any) -> list[Alert]:
+    alerts: list[Alert] = []
+    for applied in out.applied:
+        alerts += observe_transaction(book, applied.txn)
+    for valuation in out.live:
+        alerts += observe_valuation(book, valuation)
+    return alerts
