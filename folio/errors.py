@@ -6,6 +6,7 @@ from connectors.kafka.errors import KafkaConnectorError
 from connectors.replay import ReplayFileError
 from deploy.stack import StackError
 from deploy.tansu import BrokerError
+from schemas.alerts import RuleInvalid
 from schemas.common import ContractError
 from sinks.errors import SinkError
 
@@ -22,6 +23,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     BrokerError,
     SinkError,
     ContractError,
+    RuleInvalid,
     FileNotFoundError,
     PermissionError,
 )
