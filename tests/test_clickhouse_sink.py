@@ -41,18 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z
 
 
-@pytest.fixture(scope="module")
-def engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb") / "data"
-
-
-@pytest.fixture(scope="module")
-def engine(engine_dir: Path) -> Iterator[ClickHouseClient]:
-    client = open_clickhouse(f"chdb://{engine_dir}", "default")
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def ch(engine: ClickHouseClient) -> Iterator[ClickHouseClient]:
     client = engine.for_database(f"t_{uuid.uuid4().hex[:12]}")

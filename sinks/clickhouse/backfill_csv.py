@@ -111,15 +111,23 @@ def _shown(expr: str) -> str:
     return f"concat('\\'', substring({expr}, 1, 40), '\\'')"
 
 
+def _calendar_date(text: str) -> str:
+    """True when ``text`` (YYYY-MM-DD) is a real date: ClickHouse's parser
+    would turn 2024-02-30 into March 1 and 2024-13-01 into 1900-01-01."""
+    return f"toString(toDate32OrNull({text})) = {text}"
+
+
 def day_sql(layout: Layout) -> str:
     """Nullable(Date32) of the row's day; NULL when unparseable."""
     e = layout.col(layout.time_role)
+    date_only = f"match({e}, '{DATE_RE}') AND {_calendar_date(e)}"
     if layout.time_role == "date":
-        return f"if(match({e}, '{DATE_RE}'), toDate32OrNull({e}), NULL)"
+        return f"if({date_only}, toDate32OrNull({e}), NULL)"
+    iso = f"match({e}, '{ISO_RE}') AND {_calendar_date(f'substring({e}, 1, 10)')}"
     return (
-        f"multiIf(match({e}, '{DATE_RE}'), toDate32OrNull({e}),"
+        f"multiIf({date_only}, toDate32OrNull({e}),"
         f" match({e}, '{MS_RE}'), toDate32(fromUnixTimestamp64Milli(toInt64OrZero({e}), 'UTC')),"
-        f" match({e}, '{ISO_RE}'), toDate32(parseDateTime64BestEffortOrNull({e}, 3, 'UTC')),"
+        f" {iso}, toDate32(parseDateTime64BestEffortOrNull({e}, 3, 'UTC')),"
         " NULL)"
     )
 
