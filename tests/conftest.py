@@ -22,6 +22,8 @@ from deploy.processes import free_port, stop
 from deploy.tansu import start_tansu
 from folio.settings import Settings, TopicNames
 from folio.wiring import topic_partitions
+from sinks.clickhouse.client import ClickHouseClient, open_clickhouse
+from sinks.clickhouse.schema import apply_schema
 from sinks.postgres.migrate import apply_migrations
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -82,9 +84,32 @@ def settings(
         redis_url=REDIS_URL,
         redis_prefix=redis_prefix,
         postgres_dsn=pg_dsn,
-        clickhouse_dsn=f"chdb://{tmp_path / 'clickhouse'}",
+        clickhouse_dsn=f"chdb://{tmp_path / 'clickhouse'}",  # tests pass the session engine
+        clickhouse_database=f"folio_t_{unique}",
         metrics_port=0,
         topic_partitions=2,
     )
     ensure_topics(test_settings.kafka_client_config(), topic_partitions(test_settings))
     return test_settings
+
+
+@pytest.fixture(scope="session")
+def engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one chDB directory of this test process (chDB runs one per process)."""
+    return tmp_path_factory.mktemp("chdb") / "data"
+
+
+@pytest.fixture(scope="session")
+def engine(engine_dir: Path) -> Iterator[ClickHouseClient]:
+    client = open_clickhouse(f"chdb://{engine_dir}", "default")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def clickhouse(engine: ClickHouseClient, settings: Settings) -> Iterator[ClickHouseClient]:
+    """The test's own ClickHouse database (named in ``settings``), with the schema."""
+    client = engine.for_database(settings.clickhouse_database)
+    apply_schema(client)
+    yield client
+    engine.command(f"DROP DATABASE IF EXISTS `{client.database}` SYNC")

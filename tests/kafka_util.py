@@ -16,10 +16,18 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[str | None, byte
     return count
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[tuple[int, int, bytes | None, bytes | None]]:
+def read_topic(
+    bootstrap: str, topic: str, timeout_s: float = 20.0
+) -> list[tuple[int, int, bytes | None, bytes | None]]:
     """Every record of ``topic`` as (partition, offset, key, value)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "folio-tests",
-                        "enable.partition.eof": "true", "enable.auto.commit": "false"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "folio-tests",
+            "enable.partition.eof": "true",
+            "enable.auto.commit": "false",
+        }
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
