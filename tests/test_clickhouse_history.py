@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.clickhouse.client import ClickHouseClient, open_clickhouse
+from sinks.clickhouse.client import ClickHouseClient
 from sinks.clickhouse.history import (
     BackfillResult,
     BadRowsError,

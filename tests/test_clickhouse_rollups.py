@@ -15,7 +15,7 @@ import pytest
 
 from sinks.clickhouse.batching import RetryPolicy, insert_batch
 from sinks.clickhouse.candles import COLUMNS
-from sinks.clickhouse.client import ClickHouseClient, open_clickhouse
+from sinks.clickhouse.client import ClickHouseClient
 from sinks.clickhouse.history import backfill_daily_bars
 from sinks.clickhouse.rollups import queue_rebuild
 from sinks.clickhouse.schema import apply_schema

@@ -72,7 +72,7 @@ def snapshot(settings: Settings, clickhouse: ClickHouseClient) -> dict[str, obje
 
 
 def test_pipeline_end_to_end_and_replay(settings: Settings, clickhouse: ClickHouseClient):
-    sim, good = feed(settings, ticks=1_200)
+    _, good = feed(settings, ticks=1_200)
     run_pipeline(settings, clickhouse)
 
     # ClickHouse: every valid tick once.
