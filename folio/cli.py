@@ -11,7 +11,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from folio.commands import alerts, data, feed, pipeline, serve, stack
+from folio.commands import alerts, data, feed, history, pipeline, serve, stack
 from folio.errors import EXPECTED_ERRORS
 from folio.logs import configure_logging
 from folio.settings import Settings
@@ -33,7 +33,9 @@ app = typer.Typer(
 @app.callback()
 def _root(ctx: typer.Context) -> None:
     settings = Settings()
-    configure_logging(settings.log_level)
+    # Services log as they go; one-shot commands only say what went wrong.
+    quiet = ctx.invoked_subcommand not in {"run", "serve", "demo"}
+    configure_logging(settings.log_level, minimum="WARNING" if quiet else None)
     ctx.obj = settings
 
 
@@ -46,6 +48,8 @@ app.command("run")(pipeline.run)
 app.command("demo")(pipeline.demo)
 app.command("sql")(data.sql)
 app.command("serve")(serve.serve)
+app.command("history")(history.history)
+app.command("backfill")(history.backfill)
 app.command("token")(serve.token)
 
 

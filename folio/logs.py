@@ -25,9 +25,14 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, minimum: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    wanted = logging.getLevelName(level.upper())
+    if not isinstance(wanted, int):
+        raise ValueError(f"FOLIO_LOG_LEVEL {level!r} is not a log level")
+    if minimum is not None:
+        wanted = max(wanted, logging.getLevelName(minimum))
+    root.setLevel(wanted)
