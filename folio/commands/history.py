@@ -45,11 +45,11 @@ def history(
                     {
                         "symbol": result.symbol,
                         "start": bar.start.isoformat(),
-                        "open": format(bar.open, "f"),
-                        "high": format(bar.high, "f"),
-                        "low": format(bar.low, "f"),
-                        "close": format(bar.close, "f"),
-                        "volume": format(bar.volume, "f"),
+                        "open": _num(bar.open),
+                        "high": _num(bar.high),
+                        "low": _num(bar.low),
+                        "close": _num(bar.close),
+                        "volume": _num(bar.volume),
                         "trades": bar.trades,
                         "currency": bar.currency,
                     }
@@ -68,7 +68,7 @@ def history(
     for bar in result.bars:
         table.add_row(
             bar.start.strftime("%Y-%m-%d %H:%M"),
-            *(format(v, "f") for v in (bar.open, bar.high, bar.low, bar.close, bar.volume)),
+            *(_num(v) for v in (bar.open, bar.high, bar.low, bar.close, bar.volume)),
         )
     Console().print(table)
     if not result.bars:
