@@ -11,7 +11,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from folio.commands import alerts, data, feed, history, pipeline, serve, stack
+from folio.commands import alerts, bench, data, feed, history, pipeline, serve, stack
 from folio.errors import EXPECTED_ERRORS
 from folio.logs import configure_logging
 from folio.settings import Settings
@@ -50,6 +50,7 @@ app.command("sql")(data.sql)
 app.command("serve")(serve.serve)
 app.command("history")(history.history)
 app.command("backfill")(history.backfill)
+app.command("bench")(bench.bench)
 app.command("token")(serve.token)
 
 
