@@ -1,7 +1,11 @@
 # The two commands of the README: `make demo` and `make test`. Both do all
 # setup on a fresh machine (venv, install, services) and are safe to repeat.
 
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+# The first interpreter that actually runs and is 3.11 or 3.12 (pyenv shims may
+# exist for versions that are not selected).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3; do \
+	$$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null \
+	&& command -v $$p && break; done)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,7 +13,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck unit services install bench clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12), "need Python 3.11 or 3.12"'
+	@test -n "$(PYTHON)" || { echo "need Python 3.11 or 3.12 (python3.11, python3.12 or python3)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
