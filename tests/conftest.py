@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from pydantic import SecretStr
 from psycopg import sql
 
 from connectors.kafka.admin import ensure_topics
@@ -81,10 +82,10 @@ def settings(
         home=tmp_path / "home",
         kafka_bootstrap=kafka_bootstrap,
         topics=topic_names(unique),
-        redis_url=REDIS_URL,
+        redis_url=SecretStr(REDIS_URL),
         redis_prefix=redis_prefix,
-        postgres_dsn=pg_dsn,
-        clickhouse_dsn=f"chdb://{tmp_path / 'clickhouse'}",  # tests pass the session engine
+        postgres_dsn=SecretStr(pg_dsn),
+        clickhouse_dsn=SecretStr(f"chdb://{tmp_path / 'clickhouse'}"),  # tests use the engine
         clickhouse_database=f"folio_t_{unique}",
         metrics_port=0,
         topic_partitions=2,

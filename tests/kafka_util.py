@@ -18,7 +18,7 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[str | None, byte
 
 def read_topic(
     bootstrap: str, topic: str, timeout_s: float = 20.0
-) -> list[tuple[int, int, bytes | None, bytes | None]]:
+) -> list[tuple[int, int, bytes | None, bytes]]:
     """Every record of ``topic`` as (partition, offset, key, value)."""
     consumer = Consumer(
         {
@@ -32,7 +32,7 @@ def read_topic(
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         done: set[int] = set()
-        out = []
+        out: list[tuple[int, int, bytes | None, bytes]] = []
         import time
 
         deadline = time.monotonic() + timeout_s
@@ -41,10 +41,18 @@ def read_topic(
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        done.add(msg.partition())
+                        done.add(int(msg.partition() or 0))
                         continue
                     raise RuntimeError(err.str())
-                out.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
+                key, value = msg.key(), msg.value()
+                out.append(
+                    (
+                        int(msg.partition() or 0),
+                        int(msg.offset() or 0),
+                        key if isinstance(key, bytes) else None,
+                        bytes(value or b""),
+                    )
+                )
         if len(done) < len(partitions):
             raise TimeoutError(f"did not reach the end of {topic}")
         return out

@@ -18,13 +18,13 @@ from flows.ingest.records import CandleRow, PriceRow, Rejection
 from schemas import Candle, ConsolidatedPrice, DeadLetter, Tick, Transaction
 from schemas.common import ContractError, datetime_to_ms
 from schemas.export import export_json_schemas
-from schemas.fast import decode_tick
+from schemas.fast import TickRow, decode_tick
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 GOOD = {"symbol": "aapl", "price": "189.25", "ts": "2025-12-31T23:59:59.500Z", "provider": "alpha"}
 
 
-def decode(doc: object, raw: bytes | None = None) -> object:
+def decode(doc: object, raw: bytes | None = None) -> TickRow:
     return decode_tick(raw if raw is not None else json.dumps(doc).encode(), NOW, 65536, 60_000)
 
 
@@ -155,9 +155,8 @@ def test_output_messages_validate_against_the_contract():
     assert parsed.version == NOW
     assert parsed.ts == datetime(2026, 1, 1, tzinfo=UTC)
 
-    candle = CandleRow(
-        "AAPL", NOW, NOW + 60_000, *(Decimal(x) for x in ["1", "3", "1", "2", "10"]), 4, "USD"
-    )
+    one, three, two, ten = Decimal(1), Decimal(3), Decimal(2), Decimal(10)
+    candle = CandleRow("AAPL", NOW, NOW + 60_000, one, three, one, two, ten, 4, "USD")
     assert Candle.model_validate_json(candle_message(candle)[1]).close == Decimal(2)
 
     rejection = Rejection("late", "detail", "candles", "market.ticks", 3, 99, b"AAPL", b"\xff{}")

@@ -36,7 +36,8 @@ def reference_candles(ticks: list[SourcedTick]) -> tuple[dict, list[int]]:
     """Plain recomputation: a tick is late if its window ended before the
     watermark (max event time seen so far - lateness); the rest are grouped."""
     newest = None
-    late, groups = [], {}
+    late: list[int] = []
+    groups: dict[tuple[str, int], list[TickRow]] = {}
     for item in ticks:
         t = item.tick
         start = t.ts_ms - t.ts_ms % WINDOW
@@ -54,7 +55,7 @@ def reference_candles(ticks: list[SourcedTick]) -> tuple[dict, list[int]]:
             max(r.price for r in rows),
             min(r.price for r in rows),
             last.price,
-            sum(r.volume for r in rows),
+            sum((r.volume or Decimal(0) for r in rows), Decimal(0)),
             len(rows),
         )
     return candles, late

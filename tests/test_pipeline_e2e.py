@@ -87,7 +87,7 @@ def test_pipeline_end_to_end_and_replay(settings: Settings, clickhouse: ClickHou
         last[doc["symbol"]] = doc
     for symbol, doc in last.items():
         stored_price = r.hgetall(f"{settings.redis_prefix}:price:{symbol}")
-        assert stored_price[b"price"].decode() == doc["price"]
+        assert stored_price[b"price"] == doc["price"].encode()
 
     # Kafka: consolidated prices validate against the contract.
     prices = read_topic(settings.kafka_bootstrap, settings.topics.prices)

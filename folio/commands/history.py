@@ -27,7 +27,7 @@ def _num(value: Decimal) -> str:
 def history(
     ctx: typer.Context,
     symbol: str = typer.Argument(..., help="e.g. AAPL"),
-    range_name: Range = typer.Option("1m", "--range", help="How far back."),  # type: ignore[valid-type]
+    range_name: Range = typer.Option("1m", "--range", help="How far back."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines for machines."),
 ) -> None:
     """OHLCV at the granularity that fits the range (minutes for a day, days for a year,
