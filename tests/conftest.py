@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from pydantic import SecretStr
 from psycopg import sql
+from pydantic import SecretStr
 
 from connectors.kafka.admin import ensure_topics
 from deploy.processes import free_port, stop
