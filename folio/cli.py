@@ -11,7 +11,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from folio.commands import alerts, bench, data, feed, history, pipeline, serve, stack
+from folio.commands import alerts, bench, data, feed, history, pipeline, portfolio, serve, stack
 from folio.errors import EXPECTED_ERRORS
 from folio.logs import configure_logging
 from folio.settings import Settings
@@ -42,6 +42,7 @@ def _root(ctx: typer.Context) -> None:
 app.add_typer(stack.app, name="stack")
 app.add_typer(feed.app, name="feed")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(portfolio.app, name="portfolio")
 app.add_typer(data.schemas_app, name="schemas")
 app.command("migrate")(pipeline.migrate)
 app.command("run")(pipeline.run)
