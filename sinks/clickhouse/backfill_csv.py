@@ -202,9 +202,11 @@ def reason_sql(layout: Layout) -> str:
 
 
 def typed_select(layout: Layout, raw: str) -> str:
-    """``SELECT`` of checked rows as (line, symbol, day, open, high, low, close, volume)."""
+    """``SELECT`` of every staged row as (line, symbol, day, open, high, low,
+    close, volume, reason); the values of a row with a reason are meaningless."""
     roles = _OHLC if layout.ohlc else ("price",) * 4
     prices = ", ".join(f"toDecimal128OrZero({layout.col(role)}, 12)" for role in roles)
     volume = f"toDecimal128OrZero({layout.col('volume')}, 12)"
     symbol = f"upper({layout.col('symbol')})"
-    return f"SELECT line, {symbol}, toDate({day_sql(layout)}), {prices}, {volume} FROM {raw}"
+    day = f"toDate(ifNull({day_sql(layout)}, toDate32('{FIRST_DAY}')))"
+    return f"SELECT line, {symbol}, {day}, {prices}, {volume}, {reason_sql(layout)} FROM {raw}"

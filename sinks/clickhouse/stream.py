@@ -17,9 +17,9 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.ingest.records import CandleRow as FlowCandle
 from flows.ingest.records import SourcedTick
+from flows.portfolio.valuation_record import ValuationRecord
 from schemas.alerts import Alert
 from schemas.common import datetime_to_ms
-from schemas.valuation import Valuation
 from sinks import metrics
 from sinks.clickhouse.candles import CandleRow, insert_candles
 from sinks.clickhouse.client import ClickHouseClient
@@ -67,12 +67,12 @@ def _candles(client: ClickHouseClient, rows: list[FlowCandle]) -> int:
     return len(rows)
 
 
-def valuation_row(v: Valuation, window_kind: str) -> ValuationRow:
+def valuation_row(v: ValuationRecord, window_kind: str) -> ValuationRow:
     return ValuationRow(
         v.portfolio_id,
         v.user_id,
-        datetime_to_ms(v.window_start),
-        datetime_to_ms(v.window_end),
+        v.window_start_ms,
+        v.window_end_ms,
         v.market_value,
         v.cash,
         v.cost_basis,
@@ -80,7 +80,7 @@ def valuation_row(v: Valuation, window_kind: str) -> ValuationRow:
         v.realized_pnl,
         v.day_change,
         v.base_currency,
-        v.model_dump_json(),
+        v.json.decode(),
         v.version,
         window_kind,
     )
@@ -95,7 +95,7 @@ def ClickHouseCandleSink(client: ClickHouseClient) -> _ClickHouseSink:  # noqa: 
 
 
 def ClickHouseValuationSink(client: ClickHouseClient, window_kind: str) -> _ClickHouseSink:  # noqa: N802
-    def write(c: ClickHouseClient, rows: list[Valuation]) -> int:
+    def write(c: ClickHouseClient, rows: list[ValuationRecord]) -> int:
         return insert_valuations(c, [valuation_row(v, window_kind) for v in rows])
 
     return _ClickHouseSink(client, f"clickhouse:valuations_{window_kind}", write)
