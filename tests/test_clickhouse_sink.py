@@ -1,8 +1,8 @@
 """ClickHouse sink on a real embedded engine: schema, writers, owner lock, errors.
 
 chDB runs one data directory per process at a time (opening a second one
-while the first is open fails), so this module opens one directory and gives
-each test its own database on it.
+while the first is open fails), so the tests share the session's engine
+(``engine`` in conftest) and each gets its own database on it.
 """
 
 from __future__ import annotations
