@@ -165,6 +165,32 @@ def _ohlc_checks(layout: Layout) -> list[tuple[str, str]]:
     ]
 
 
+def fast_ok_sql(layout: Layout) -> str:
+    """Boolean: the row is plainly good (upper-case symbol, YYYY-MM-DD, plain
+    decimals, consistent prices). Stricter than ``reason_sql``, and about
+    seven times cheaper; only rows failing it pay for finding the reason."""
+    number = NUM_RE.strip("^$")
+    roles = ["symbol", layout.time_role, *(_OHLC if layout.ohlc else ("price",)), "volume"]
+    patterns = [SYMBOL_RE.strip("^$"), DATE_RE.strip("^$")]
+    patterns += [number] * (len(roles) - 3) + [f"({number})?"]
+    joined = ", ',', ".join(layout.col(role) for role in roles)
+    t = layout.col(layout.time_role)
+    checks = [
+        "c_extra = ''",
+        # No pattern admits a comma, so a match means no field holds one and
+        # each field matched its own pattern.
+        f"match(concat({joined}), '^{','.join(patterns)}$')",
+        _calendar_date(t),
+        f"{t} BETWEEN '{FIRST_DAY}' AND '{LAST_DAY}'",
+    ]
+    if layout.ohlc:
+        o, h, low, c = (f"toDecimal128OrZero({layout.col(role)}, 12)" for role in _OHLC)
+        checks.append(f"{low} > 0 AND {low} <= least({o}, {c}) AND {h} >= greatest({o}, {c})")
+    else:
+        checks.append(f"toDecimal128OrZero({layout.col('price')}, 12) > 0")
+    return " AND ".join(f"({check})" for check in checks)
+
+
 def reason_sql(layout: Layout) -> str:
     """String expression: why the staged row is bad, '' when it is good."""
     sym, t, name = layout.col("symbol"), layout.col(layout.time_role), layout.time_role
@@ -209,4 +235,5 @@ def typed_select(layout: Layout, raw: str) -> str:
     volume = f"toDecimal128OrZero({layout.col('volume')}, 12)"
     symbol = f"upper({layout.col('symbol')})"
     day = f"toDate(ifNull({day_sql(layout)}, toDate32('{FIRST_DAY}')))"
-    return f"SELECT line, {symbol}, {day}, {prices}, {volume}, {reason_sql(layout)} FROM {raw}"
+    reason = f"if({fast_ok_sql(layout)}, '', {reason_sql(layout)})"
+    return f"SELECT line, {symbol}, {day}, {prices}, {volume}, {reason} FROM {raw}"
