@@ -1,0 +1,310 @@
+"""End-to-end ingest throughput: Kafka in -> prices, candles, ClickHouse rows out.
+
+    python -m benchmarks.ingest_bench [--ticks N] [--symbols S] [--mode live|replay|both]
+                                      [--quick] [--batch-size B] [--profile]
+
+Starts its own Tansu broker on a free port, creates the topics, produces a
+fixed, seeded set of simulated ticks into ``market.ticks`` (not timed) with
+a few faults (0.1 % duplicates, 0.1 % bad values, 1 % out of order) so the
+dedup and dead-letter paths run. "replay" stamps the ticks years in the past
+(2021), "live" ends them at the current time. Then, in a fresh child process
+per mode (chDB allows one owner per process, and peak RSS is per process),
+it runs the ingest flow with every real sink -- Redis prices (a random key
+prefix, deleted afterwards), Kafka prices/candles/DLQ, ClickHouse ticks and
+candles in a temporary chDB directory -- through
+``bytewax.run.cli_main(flow, workers_per_process=1)`` with ``tail=False``,
+and times it from start to exit. ``--profile`` repeats each run under
+cProfile (the single worker runs on the main thread) for time per stage.
+Prints a markdown table and the exact command. Target: >= 100,000 ticks/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import multiprocessing
+import pstats
+import resource
+import shlex
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from connectors.kafka.admin import ensure_topics
+from connectors.kafka.producer import ReliableProducer
+from connectors.simulator import Faults, MarketSimulator, SimConfig
+from deploy.processes import free_port, stop
+from deploy.tansu import start_tansu
+
+TARGET_TICKS_PER_S = 100_000
+REPLAY_START_MS = 1_609_459_200_000  # 2021-01-01T00:00:00Z
+REDIS_URL = "redis://127.0.0.1:6379/0"
+TOPICS = {"ticks": 4, "prices": 4, "candles": 4, "dlq": 1}
+FAULTS = Faults(duplicate_rate=0.001, out_of_order_rate=0.01, bad_rate=0.001)
+# (label, file name suffix, function name): cumulative time per stage.
+STAGES = (
+    ("kafka source", "connectors/kafka/source.py", "next_batch"),
+    ("validate", "flows/ingest/validate.py", "validate_batch"),
+    ("dedup", "flows/ingest/dedup.py", "filter"),
+    ("consolidate", "flows/ingest/consolidate.py", "accept"),
+    ("candles", "flows/ingest/candles.py", "add"),
+    ("price rows", "flows/ingest/flow.py", "_price_rows"),
+    ("encode prices", "flows/ingest/encode.py", "price_message"),
+    ("sink redis", "sinks/redis/prices.py", "write_batch"),
+    ("sink kafka (3 topics)", "sinks/kafka.py", "write_batch"),
+    ("sink clickhouse ticks", "sinks/clickhouse/stream.py", "_ticks"),
+    ("sink clickhouse candles", "sinks/clickhouse/stream.py", "_candles"),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    bootstrap: str
+    topics: dict[str, str]
+    mode: str
+    batch_size: int
+    redis_prefix: str
+    profile: bool
+
+
+def produce(bootstrap: str, topic: str, ticks: int, symbols: int, start_ms: int) -> int:
+    """Produce ``ticks`` simulated instants (plus duplicates); returns records sent."""
+    sim = MarketSimulator(
+        SimConfig(symbols=symbols, ticks_per_s=1_000.0, start_ms=start_ms, faults=FAULTS)
+    )
+    producer = ReliableProducer({"bootstrap.servers": bootstrap})
+    sent = producer.produce_many(topic, sim.records(ticks))
+    producer.flush()
+    return sent
+
+
+def count_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> int:
+    """Messages in ``topic``, read from the beginning to end-of-partition."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "folio-bench",
+            "enable.partition.eof": "true",
+            "enable.auto.commit": "false",
+        }
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        done: set[int] = set()
+        count = 0
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(parts):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"did not reach the end of {topic}")
+            for msg in consumer.consume(10_000, 0.2):
+                err = msg.error()
+                if err is None:
+                    count += 1
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    done.add(msg.partition() or 0)
+                else:
+                    raise RuntimeError(err.str())
+        return count
+    finally:
+        consumer.close()
+
+
+def consume_parse_rate(bootstrap: str, topic: str, expected: int) -> float:
+    """Reference: messages/s of a bare assign() consume plus ``orjson.loads``."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "folio-bench-raw",
+            "enable.auto.commit": "false",
+        }
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        seen = 0
+        started = time.perf_counter()
+        while seen < expected:
+            for msg in consumer.consume(2_000, 1.0):
+                if msg.error() is None:
+                    orjson.loads(msg.value() or b"null")
+                    seen += 1
+        return seen / (time.perf_counter() - started)
+    finally:
+        consumer.close()
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_flow(run: Run, chdb_dir: str) -> dict[str, Any]:
+    """In a child process: the ingest flow with every real sink, timed."""
+    from bytewax.run import cli_main
+
+    from connectors.kafka.source import KafkaBatchSource
+    from flows.ingest.flow import IngestConfig, IngestSinks, build_ingest_flow
+    from sinks.clickhouse.client import open_clickhouse
+    from sinks.clickhouse.schema import apply_schema
+    from sinks.clickhouse.stream import ClickHouseCandleSink, ClickHouseTickSink
+    from sinks.kafka import KafkaTopicSink
+    from sinks.redis.prices import RedisPriceSink
+
+    kafka = {"bootstrap.servers": run.bootstrap}
+    clickhouse = open_clickhouse(f"chdb://{chdb_dir}", "folio_bench")
+    apply_schema(clickhouse)
+    sinks = IngestSinks(
+        dead_letters=KafkaTopicSink(kafka, run.topics["dlq"]),
+        tick_store=ClickHouseTickSink(clickhouse),
+        price_cache=RedisPriceSink(REDIS_URL, run.redis_prefix),
+        price_topic=KafkaTopicSink(kafka, run.topics["prices"]),
+        candle_topic=KafkaTopicSink(kafka, run.topics["candles"]),
+        candle_store=ClickHouseCandleSink(clickhouse),
+    )
+    source = KafkaBatchSource(kafka, (run.topics["ticks"],), batch_size=run.batch_size, tail=False)
+    flow = build_ingest_flow(source, sinks, IngestConfig(flush_candles_at_eof=True))
+    rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    profiler = cProfile.Profile() if run.profile else None
+    cpu_before = cpu_s()
+    started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    cli_main(flow, workers_per_process=1)
+    if profiler is not None:
+        profiler.disable()
+    elapsed = time.perf_counter() - started
+    result: dict[str, Any] = {
+        "elapsed_s": elapsed,
+        "cpu_s": cpu_s() - cpu_before,
+        "rss_before_mb": rss_before_kb / 1024,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "ch_ticks": clickhouse.query_rows(f"SELECT count() FROM {clickhouse.table('ticks')}")[0][0],
+        "ch_candles": clickhouse.query_rows(
+            f"SELECT count() FROM {clickhouse.table('candles_1m')}"
+        )[0][0],
+    }
+    clickhouse.close()
+    if profiler is not None:
+        result["stages"] = stage_times(pstats.Stats(profiler), elapsed)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return result
+
+
+def stage_times(stats: pstats.Stats, elapsed: float) -> dict[str, float]:
+    """Cumulative seconds per stage (outermost calls only, so no double counting)."""
+    table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    out = {label: 0.0 for label, _, _ in STAGES}
+    for (filename, _, name), (_, _, _, cumulative, _) in table.items():
+        for label, suffix, func in STAGES:
+            if name == func and filename.endswith(suffix):
+                out[label] += cumulative
+    out["bytewax + rest"] = elapsed - sum(out.values())
+    return out
+
+
+def bench_mode(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    port = free_port()
+    pid = start_tansu(port, workdir / f"tansu-{mode}.log")
+    bootstrap = f"127.0.0.1:{port}"
+    topics = {"ticks": "market.ticks", "prices": "market.prices"}
+    topics |= {"candles": "market.candles.1m", "dlq": "pipeline.dlq"}
+    prefix = f"folio_bench_{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        ensure_topics({"bootstrap.servers": bootstrap}, {topics[k]: n for k, n in TOPICS.items()})
+        now_ms = time.time_ns() // 1_000_000
+        span_ms = args.ticks  # 1,000 ticks/s of event time
+        start_ms = REPLAY_START_MS if mode == "replay" else now_ms - span_ms
+        started = time.perf_counter()
+        records = produce(bootstrap, topics["ticks"], args.ticks, args.symbols, start_ms)
+        produce_s = time.perf_counter() - started
+        raw_rate = consume_parse_rate(bootstrap, topics["ticks"], records)
+        results: dict[str, Any] = {"records": records, "produce_s": produce_s, "raw_rate": raw_rate}
+        runs = [False, True] if args.profile else [False]
+        for profile in runs:
+            run = Run(bootstrap, topics, mode, args.batch_size, prefix, profile)
+            chdb_dir = tempfile.mkdtemp(prefix="chdb-", dir=workdir)
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                out = pool.apply(run_flow, (run, chdb_dir))
+            if profile:
+                results["stages"] = out["stages"]
+            else:
+                results |= out
+                results["prices_topic"] = count_topic(bootstrap, topics["prices"])
+                results["candles_topic"] = count_topic(bootstrap, topics["candles"])
+                results["dlq_topic"] = count_topic(bootstrap, topics["dlq"])
+                results["redis_prices"] = sum(1 for _ in client.scan_iter(f"{prefix}:price:*"))
+        return results
+    finally:
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        stop(pid, "tansu")
+
+
+def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
+    rows = [
+        ("records consumed", lambda r: f"{r['records']:,}"),
+        ("produce (not timed), s", lambda r: f"{r['produce_s']:.1f}"),
+        ("flow wall time, s", lambda r: f"{r['elapsed_s']:.2f}"),
+        ("**ticks/s end to end**", lambda r: f"**{r['records'] / r['elapsed_s']:,.0f}**"),
+        ("flow CPU s (all threads)", lambda r: f"{r['cpu_s']:.2f}"),
+        ("ticks per CPU-second", lambda r: f"{r['records'] / r['cpu_s']:,.0f}"),
+        ("reference: raw consume+parse msg/s", lambda r: f"{r['raw_rate']:,.0f}"),
+        ("flow / reference", lambda r: f"{r['records'] / r['elapsed_s'] / r['raw_rate']:.2f}"),
+        ("ClickHouse tick rows", lambda r: f"{r['ch_ticks']:,}"),
+        ("ClickHouse candle rows", lambda r: f"{r['ch_candles']:,}"),
+        ("market.prices messages", lambda r: f"{r['prices_topic']:,}"),
+        ("market.candles.1m messages", lambda r: f"{r['candles_topic']:,}"),
+        ("pipeline.dlq messages", lambda r: f"{r['dlq_topic']:,}"),
+        ("Redis price keys", lambda r: f"{r['redis_prices']:,}"),
+        ("RSS before flow, MB", lambda r: f"{r['rss_before_mb']:.0f}"),
+        ("peak RSS, MB", lambda r: f"{r['peak_rss_mb']:.0f}"),
+    ]
+    modes = list(results)
+    print("\n| metric | " + " | ".join(modes) + " |")
+    print("|---|" + "---:|" * len(modes))
+    for label, cell in rows:
+        print(f"| {label} | " + " | ".join(cell(results[m]) for m in modes) + " |")
+    if all("stages" in r for r in results.values()):
+        print("\nTime per stage under cProfile (s; profiling inflates Python-heavy stages):\n")
+        print("| stage | " + " | ".join(modes) + " |")
+        print("|---|" + "---:|" * len(modes))
+        for stage in results[modes[0]]["stages"]:
+            cells = " | ".join(f"{results[m]['stages'][stage]:.2f}" for m in modes)
+            print(f"| {stage} | {cells} |")
+    rates = [r["records"] / r["elapsed_s"] for r in results.values()]
+    verdict = "meets" if min(rates) >= TARGET_TICKS_PER_S else "MISSES"
+    print(f"\nTarget {TARGET_TICKS_PER_S:,} ticks/s: {verdict} (slowest mode {min(rates):,.0f}).")
+    print("Command: python -m benchmarks.ingest_bench " + shlex.join(sys.argv[1:]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=None, help="default 1,000,000")
+    parser.add_argument("--symbols", type=int, default=1_000)
+    parser.add_argument("--mode", choices=("live", "replay", "both"), default="both")
+    parser.add_argument("--quick", action="store_true", help="200,000 ticks")
+    parser.add_argument("--batch-size", type=int, default=2_000, help="Kafka messages per poll")
+    parser.add_argument("--profile", action="store_true", help="add a cProfile run per mode")
+    args = parser.parse_args()
+    if args.ticks is None:
+        args.ticks = 200_000 if args.quick else 1_000_000
+    modes = ["replay", "live"] if args.mode == "both" else [args.mode]
+    with tempfile.TemporaryDirectory(prefix="folio-ingest-bench-") as tmp:
+        results = {mode: bench_mode(mode, args, Path(tmp)) for mode in modes}
+    report(args, results)
+
+
+if __name__ == "__main__":
+    main()
