@@ -87,7 +87,7 @@ def backfill_daily_bars(
     with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
         layout = Layout.from_header(path, handle.readline())
         raw_columns = ", ".join(["line UInt64", *layout.stage_columns()])
-        with staging_table(client, raw_columns, "line") as raw:
+        with staging_table(client, raw_columns) as raw:
             rows = _stage_lines(client, raw, layout, handle, chunk_lines)
             typed_columns = f"{_BAR_COLUMNS}, reason String"
             with staging_table(client, typed_columns, "(symbol, day)") as typed:
@@ -140,12 +140,13 @@ def _check_rows(client: ClickHouseClient, path: Path, typed: str, max_errors: in
 
 
 def _check_duplicates(client: ClickHouseClient, path: Path, typed: str, max_errors: int) -> None:
-    duplicates = (
-        f"SELECT symbol, day, arraySort(groupArray(line)) AS lines FROM {typed}"
-        " GROUP BY symbol, day HAVING count() > 1"
-    )
-    total = int(client.query_rows(f"SELECT sum(length(lines) - 1) FROM ({duplicates})")[0][0] or 0)
-    if total:
+    counts = f"SELECT count() AS n FROM {typed} GROUP BY symbol, day HAVING n > 1"
+    total = int(client.query_rows(f"SELECT sum(n - 1) FROM ({counts})")[0][0] or 0)
+    if total:  # only now collect line numbers, which costs twice as much
+        duplicates = (
+            f"SELECT symbol, day, arraySort(groupArray(line)) AS lines FROM {typed}"
+            " GROUP BY symbol, day HAVING count() > 1"
+        )
         found = client.query_rows(f"{duplicates} ORDER BY lines[1] LIMIT {max_errors}")
         errors = [
             RowError(

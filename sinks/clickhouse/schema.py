@@ -49,6 +49,7 @@ from sinks.clickhouse.rollups import (
     BUCKETS,
     DAILY_ROLLUPS,
     DAY_START,
+    daily_rows_select,
     rebuild_pending,
     rollup_select,
 )
@@ -197,9 +198,12 @@ def _views() -> list[str]:
         if daily:
             sources.append(("daily_bars", "{db}.daily_bars", DAY_START))
         for label, from_sql, t in sources:
+            select = rollup_select(name, from_sql, t)
+            if (name, label) == ("candles_1d", "daily_bars"):
+                select = daily_rows_select(from_sql)
             statements.append(
                 f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.{name}_from_{label}"
-                f" TO {{db}}.{name} AS " + rollup_select(name, from_sql, t)
+                f" TO {{db}}.{name} AS {select}"
             )
     return statements
 
