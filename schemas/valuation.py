@@ -27,7 +27,7 @@ class PositionValue(BaseModel):
     """One priced holding. ``price`` is in ``currency`` (the position's quote
     currency); ``market_value`` and ``unrealized_pnl`` are in the portfolio's
     base currency and None when ``currency`` has no FX rate to it.
-    ``weight`` = market_value / the portfolio's total ``market_value``,
+    ``weight`` = market_value / the portfolio's ``holdings_value``,
     6 places, 0 when that total is 0, None when market_value is None."""
 
     model_config = ConfigDict(frozen=True)
@@ -44,13 +44,14 @@ class PositionValue(BaseModel):
 class Valuation(BaseModel):
     """Money fields are in ``base_currency``.
 
-    - ``market_value``: priced, converted positions (cash excluded).
+    - ``market_value`` = holdings_value + cash: what the portfolio is worth.
+    - ``holdings_value``: priced, converted positions (cash excluded).
     - ``cash``: converted cash balances (may be negative).
-    - ``total_value`` = market_value + cash.
     - ``cost_basis``: converted cost basis of every open position, priced or not.
     - ``unrealized_pnl``: sum over priced, converted positions of value - cost.
     - ``realized_pnl``: converted realized P&L of all positions, open or closed.
-    - ``day_change`` = total_value - previous day's close total, None if unknown.
+    - ``day_change`` = market_value - the previous day's closing market_value,
+      None if unknown.
     - ``unconverted``: per currency, the value (positions + cash) left out of
       the totals; a currency appears (possibly with 0) whenever anything in it
       (also cost basis or realized P&L) was left out.
@@ -64,8 +65,8 @@ class Valuation(BaseModel):
     window_start: UtcDatetime
     window_end: UtcDatetime
     market_value: ExactDecimal
+    holdings_value: ExactDecimal
     cash: ExactDecimal
-    total_value: ExactDecimal
     cost_basis: ExactDecimal
     unrealized_pnl: ExactDecimal
     realized_pnl: ExactDecimal

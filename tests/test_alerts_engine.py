@@ -276,7 +276,7 @@ def test_old_and_duplicate_observations_are_ignored():
     assert book.ignored == 2
 
 
-def test_observe_valuation_uses_total_value_and_fraction_weights():
+def test_observe_valuation_uses_market_value_and_fraction_weights():
     book = book_with(
         mk("goal", "goal_reached", "1000", portfolio_id="p1"),
         mk("conc", "concentration", "50", portfolio_id="p1"),
@@ -288,9 +288,9 @@ def test_observe_valuation_uses_total_value_and_fraction_weights():
             "user_id": "u1",
             "window_start": T0,
             "window_end": T0 + 1000,
-            "market_value": "900",
+            "market_value": "1000",
+            "holdings_value": "900",
             "cash": "100",
-            "total_value": "1000",
             "cost_basis": "800",
             "unrealized_pnl": "100",
             "realized_pnl": "0",

@@ -346,8 +346,8 @@ def check_valuation(state: PortfolioState, snapshot: dict[str, Decimal]) -> None
                 unconverted.setdefault(ccy, ZERO)
             else:
                 realized += c
-    assert (v.market_value, v.cost_basis, v.unrealized_pnl) == (mv, cost, unreal)
-    assert (v.cash, v.realized_pnl, v.total_value) == (cash, realized, mv + cash)
+    assert (v.holdings_value, v.cost_basis, v.unrealized_pnl) == (mv, cost, unreal)
+    assert (v.cash, v.realized_pnl, v.market_value) == (cash, realized, mv + cash)
     assert v.day_change == mv + cash - 100
     assert v.unpriced == unpriced
     event(f"valuation: {len(rows)} priced, {len(unpriced)} unpriced, {len(unconverted)} left out")

@@ -55,10 +55,10 @@ def test_multi_currency_valuation_with_inverse_pair() -> None:
     )
     prices = {"AAA": D("60"), "VOD": D("2.5"), "USDGBP": D("0.8")}
     v = value(state, prices, T0, T0 + 1000)
-    # AAA 10 x 60 = 600; VOD 100 x 2.5 = 250 GBP / 0.8 = 312.5 USD; total 912.5
-    assert v.market_value == D("912.5")
-    # cash 500 USD + (-200 GBP / 0.8 = -250 USD) = 250
-    assert (v.cash, v.total_value) == (D(250), D("1162.5"))
+    # AAA 10 x 60 = 600; VOD 100 x 2.5 = 250 GBP / 0.8 = 312.5 USD; holdings 912.5
+    assert v.holdings_value == D("912.5")
+    # cash 500 USD + (-200 GBP / 0.8 = -250 USD) = 250; market value = holdings + cash
+    assert (v.cash, v.market_value) == (D(250), D("1162.5"))
     # cost 500 + 200 / 0.8 = 750; unrealized (600 - 500) + (312.5 - 250) = 162.5
     assert (v.cost_basis, v.unrealized_pnl) == (D(750), D("162.5"))
     assert [(p.symbol, p.market_value, p.weight) for p in v.positions] == [
@@ -81,7 +81,8 @@ def test_unpriced_and_unconvertible_amounts_are_reported_not_guessed() -> None:
     assert v.unpriced == ["NEW"]  # no price: listed, not valued at 0
     # JPY: TYO 1 x 1100 + cash (500 - 1000) = 600 left out
     assert v.unconverted == {"JPY": D(600)}
-    assert v.market_value == D(22)  # AAA only
+    assert v.holdings_value == D(22)  # AAA only
+    assert v.market_value == D(-3)  # 22 + cash -25
     assert v.cost_basis == D(25)  # AAA 20 + NEW 5 (known without a price)
     assert v.unrealized_pnl == D(2)  # AAA only: 22 - 20
     assert v.cash == D(-25)  # USD: -20 - 5
@@ -101,14 +102,14 @@ def test_realized_pnl_in_a_currency_without_rate_marks_it_unconverted() -> None:
     v = value(state, {}, T0, T0 + 1000)
     # JPY cash -1000 + 1000 - 10 + 10 = 0 needs no rate; realized -10 JPY cannot be converted
     assert v.unconverted == {"JPY": D(0)}
-    assert (v.realized_pnl, v.cash, v.total_value) == (D(0), D(0), D(0))
+    assert (v.realized_pnl, v.cash, v.market_value) == (D(0), D(0), D(0))
 
 
-def test_weights_when_total_market_value_is_zero() -> None:
+def test_weights_when_holdings_value_is_zero() -> None:
     # 1e-12 units x 0.1 = 1e-13, which rounds to a market value of 0
     state = book("USD", buy("DUST", "0.000000000001", "0.1"))
     v = value(state, {"DUST": D("0.1")}, T0, T0 + 1000)
-    assert v.market_value == 0
+    assert v.holdings_value == 0
     assert [(p.market_value, p.weight) for p in v.positions] == [(D(0), D(0))]
 
 
@@ -122,9 +123,9 @@ def test_published_json_carries_exact_strings_and_version() -> None:
     state = book("USD", cash("0.1"), buy("AAA", "3", "0.1"))
     v = value(state, {"AAA": D("0.35")}, T0, T0 + 60_000, previous_close=D("0.2"))
     doc = json.loads(v.model_dump_json())
-    # 3 x 0.35 = 1.05; cash 0.1 - 0.3 = -0.2; total 0.85; day change 0.65
-    assert doc["market_value"] == "1.05"
-    assert (doc["cash"], doc["total_value"], doc["day_change"]) == ("-0.2", "0.85", "0.65")
+    # 3 x 0.35 = 1.05; cash 0.1 - 0.3 = -0.2; market value 0.85; day change 0.65
+    assert doc["holdings_value"] == "1.05"
+    assert (doc["cash"], doc["market_value"], doc["day_change"]) == ("-0.2", "0.85", "0.65")
     assert doc["positions"][0]["weight"] == "1"
     assert doc["version"] == T0 + 60_000
     assert doc["window_end"] == "2023-11-14T22:14:20Z"

@@ -171,7 +171,7 @@ class RuleBook:
         ts_ms: int,
     ) -> list[Alert]:
         """A portfolio valuation: ``market_value`` is the value drawdown,
-        goal_reached and pct_move watch (pass ``total_value`` to include
+        goal_reached and pct_move watch (``Valuation.market_value`` includes
         cash); ``weights`` are position weights as fractions (0.25 = 25 %),
         as in ``PositionValue.weight``."""
         self.observations += 1

@@ -3,7 +3,11 @@ Bytewax flow should make, in one place."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+
 from flows.alerts.engine import RuleBook
+from flows.portfolio.valuation_record import ValuationRecord
 from schemas.alerts import Alert, AlertRule
 from schemas.common import datetime_to_ms
 from schemas.market import ConsolidatedPrice
@@ -15,14 +19,41 @@ def observe_price(book: RuleBook, price: ConsolidatedPrice) -> list[Alert]:
     return book.on_price(price.symbol, price.price, price.version)
 
 
-def observe_valuation(book: RuleBook, valuation: Valuation) -> list[Alert]:
-    """Portfolio value = ``total_value`` (positions + cash), so a deposit
+def observe_valuation(book: RuleBook, valuation: Valuation | ValuationRecord) -> list[Alert]:
+    """Portfolio value = ``market_value`` (positions + cash), so a deposit
     counts toward goals; weights as valued (unpriced positions left out).
-    Event time = ``version`` (window end)."""
-    weights = {p.symbol: p.weight for p in valuation.positions if p.weight is not None}
+    Event time = ``version`` (window end). Takes the contract model or the
+    flow's ``ValuationRecord``, whose weights are parsed from its JSON only
+    when the book reads them (it has rules for that portfolio)."""
     return book.on_valuation(
-        valuation.portfolio_id, valuation.total_value, weights, valuation.version
+        valuation.portfolio_id, valuation.market_value, _Weights(valuation), valuation.version
     )
+
+
+class _Weights(Mapping[str, Decimal]):
+    """A valuation's position weights, worked out on first use."""
+
+    def __init__(self, valuation: Valuation | ValuationRecord) -> None:
+        self._valuation = valuation
+        self._weights: dict[str, Decimal] | None = None
+
+    def _load(self) -> dict[str, Decimal]:
+        if self._weights is None:
+            v = self._valuation
+            if isinstance(v, ValuationRecord):
+                self._weights = v.weights()
+            else:
+                self._weights = {p.symbol: p.weight for p in v.positions if p.weight is not None}
+        return self._weights
+
+    def __getitem__(self, symbol: str) -> Decimal:
+        return self._load()[symbol]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
 
 
 def observe_transaction(book: RuleBook, txn: Transaction) -> list[Alert]:

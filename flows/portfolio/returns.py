@@ -2,7 +2,7 @@
 
 Inputs, all in the portfolio's base currency:
 
-- ``values``: date -> closing total value (``Valuation.total_value``) that day.
+- ``values``: date -> closing value (``Valuation.market_value``, cash included) that day.
 - ``flows``: date -> net external cash flow that day (+ deposit, - withdrawal).
 
 Flow-timing convention: a flow dated ``d`` happens at the START of day ``d``,

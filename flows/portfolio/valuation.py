@@ -4,6 +4,10 @@
 -> latest price (prices in the position's quote currency; FX pairs such as
 ``EURUSD`` in the same mapping) and returns a ``schemas.valuation.Valuation``.
 
+This is the reference implementation, written for clarity: it builds the
+pydantic model. Flows use ``flows.portfolio.fast_valuation.Valuer``, which
+must produce the same document (a property test holds them together).
+
 Guarantees:
 
 - A position with no price is listed in ``unpriced`` and contributes only
@@ -39,10 +43,10 @@ _Row = tuple[str, Decimal, Decimal, str, Decimal | None, Decimal | None]
 class _Totals:
     """Running sums in the base currency plus what could not be converted."""
 
-    __slots__ = ("cash", "cost_basis", "market_value", "realized", "unconverted", "unrealized")
+    __slots__ = ("cash", "cost_basis", "holdings", "realized", "unconverted", "unrealized")
 
     def __init__(self) -> None:
-        self.market_value = ZERO
+        self.holdings = ZERO
         self.cost_basis = ZERO
         self.unrealized = ZERO
         self.cash = ZERO
@@ -62,8 +66,8 @@ def value(
 ) -> Valuation:
     """The valuation of ``state`` at the close of [window_start, window_end).
 
-    ``previous_close`` is the previous day's closing ``total_value`` (base
-    currency); ``day_change`` is None without it.
+    ``previous_close`` is the previous day's closing ``market_value`` (base
+    currency, cash included); ``day_change`` is None without it.
     """
     if not state.user_id:
         raise PortfolioError(f"portfolio {state.portfolio_id} has no user yet (no transaction)")
@@ -72,22 +76,22 @@ def value(
     with localcontext(CTX):
         rows, unpriced = _positions(state, prices, fx, totals)
         _balances(state, fx, totals)
-        total_value = totals.market_value + totals.cash
-        day_change = None if previous_close is None else tidy(total_value - previous_close)
+        market_value = totals.holdings + totals.cash
+        day_change = None if previous_close is None else tidy(market_value - previous_close)
     return Valuation.model_construct(
         portfolio_id=state.portfolio_id,
         user_id=state.user_id,
         base_currency=state.base_currency,
         window_start=ms_datetime(window_start_ms),
         window_end=ms_datetime(window_end_ms),
-        market_value=tidy(totals.market_value),
+        market_value=tidy(market_value),
+        holdings_value=tidy(totals.holdings),
         cash=tidy(totals.cash),
-        total_value=tidy(total_value),
         cost_basis=tidy(totals.cost_basis),
         unrealized_pnl=tidy(totals.unrealized),
         realized_pnl=tidy(totals.realized),
         day_change=day_change,
-        positions=[_position_value(row, totals.market_value) for row in rows],
+        positions=[_position_value(row, totals.holdings) for row in rows],
         unpriced=unpriced,
         unconverted={ccy: tidy(amount) for ccy, amount in sorted(totals.unconverted.items())},
         version=window_end_ms,
@@ -118,7 +122,7 @@ def _positions(
             totals.left_out(currency, local_value)
             rows.append((symbol, position.quantity, price, currency, None, None))
             continue
-        totals.market_value += market_value
+        totals.holdings += market_value
         totals.cost_basis += cost
         totals.unrealized += market_value - cost
         rows.append((symbol, position.quantity, price, currency, market_value, market_value - cost))
@@ -140,13 +144,13 @@ def _balances(state: PortfolioState, fx: FxConverter, totals: _Totals) -> None:
             totals.realized += converted
 
 
-def _position_value(row: _Row, total_market_value: Decimal) -> PositionValue:
+def _position_value(row: _Row, holdings: Decimal) -> PositionValue:
     symbol, quantity, price, currency, market_value, unrealized = row
     weight: Decimal | None = None
     if market_value is not None:
         weight = (
-            CTX.divide(market_value, total_market_value).quantize(WEIGHT_SCALE, context=CTX)
-            if total_market_value
+            CTX.divide(market_value, holdings).quantize(WEIGHT_SCALE, context=CTX)
+            if holdings
             else ZERO
         )
         weight = tidy(weight)

@@ -14,11 +14,11 @@ from bytewax.outputs import Sink
 from flows.ingest.encode import KeyedBytes
 from flows.ingest.records import Rejection
 from flows.ingest.steps import Clock
+from flows.portfolio.valuation_record import ValuationRecord
 from flows.valuation.coalesce import ClosedWindows, PriceCoalescer
-from flows.valuation.shard import AppliedTransaction, PortfolioShard, ShardOutput
+from flows.valuation.shard import AppliedTransaction, ShardOutput
 from flows.valuation.steps import CoalesceLogic, PortfolioShardLogic
 from flows.valuation.transactions import decode_transactions
-from schemas.valuation import Valuation
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,9 @@ class ValuationConfig:
 @dataclass(frozen=True)
 class ValuationSinks:
     valuation_topic: Sink[list[KeyedBytes]] | None = None
-    valuation_cache: Sink[list[Valuation]] | None = None
-    latest_store: Sink[list[Valuation]] | None = None
-    history_store: Sink[list[Valuation]] | None = None
+    valuation_cache: Sink[list[ValuationRecord]] | None = None
+    latest_store: Sink[list[ValuationRecord]] | None = None
+    history_store: Sink[list[ValuationRecord]] | None = None
     ledger_store: Sink[list[AppliedTransaction]] | None = None
 
 
@@ -81,8 +81,8 @@ def add_valuation(
     outputs = op.stateful_batch(
         "portfolios",
         shard_in,
-        lambda s: PortfolioShardLogic(
-            s or PortfolioShard(cfg.live_window_ms, cfg.history_window_ms), clock, cfg.drain_at_eof
+        lambda s: PortfolioShardLogic.resume(
+            s, cfg.live_window_ms, cfg.history_window_ms, clock, cfg.drain_at_eof
         ),
     )
     out = op.key_rm("portfolio_out", outputs)
@@ -98,7 +98,7 @@ def _wire(out: Stream[ShardOutput], sinks: ValuationSinks) -> None:
         encoded = op.map(
             "valuation_messages",
             live,
-            lambda vs: [(v.portfolio_id, v.model_dump_json().encode()) for v in vs],
+            lambda vs: [(v.portfolio_id, v.json) for v in vs],
         )
         op.output("valuation_topic", encoded, sinks.valuation_topic)
     if sinks.valuation_cache is not None:

@@ -18,14 +18,14 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from flows.portfolio.buffer import OrderedTransactionBuffer
+from flows.portfolio.fast_valuation import Valuer
 from flows.portfolio.holders import HoldersIndex
 from flows.portfolio.ledger import PortfolioState
 from flows.portfolio.records import ApplyResult, ApplyStatus
-from flows.portfolio.valuation import value
+from flows.portfolio.valuation_record import ValuationRecord
 from flows.valuation.coalesce import ClosedWindows, PriceChange
 from flows.valuation.transactions import SourcedTransaction
 from schemas.transactions import Transaction
-from schemas.valuation import Valuation
 
 DAY_MS = 86_400_000
 _NEVER = -(2**62)
@@ -60,8 +60,8 @@ class AppliedTransaction(NamedTuple):
 
 @dataclass
 class ShardOutput:
-    live: list[Valuation] = field(default_factory=list)
-    history: list[Valuation] = field(default_factory=list)
+    live: list[ValuationRecord] = field(default_factory=list)
+    history: list[ValuationRecord] = field(default_factory=list)
     applied: list[AppliedTransaction] = field(default_factory=list)
     rejected: list[tuple[Transaction, ApplyResult, tuple[str, int, int]]] = field(
         default_factory=list
@@ -88,6 +88,10 @@ class PortfolioShard:
     days: dict[str, DayMark] = field(default_factory=dict)
     history_dirty: set[str] = field(default_factory=set)
     sources: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # until decided
+    # Caches only: pickles (and deep-copies) as an empty Valuer.
+    valuer: Valuer = field(default_factory=Valuer, compare=False, repr=False)
+    # Ledgers changed since the last snapshot (see flows.valuation.snapshot).
+    dirty: set[str] = field(default_factory=set, compare=False, repr=False)
 
     # -- input ----------------------------------------------------------------
     def add_transactions(self, txns: list[SourcedTransaction]) -> None:
@@ -168,6 +172,7 @@ class PortfolioShard:
         if state is None:
             state = self.states[txn.portfolio_id] = PortfolioState(txn.portfolio_id)
         result = state.apply(txn)
+        self.dirty.add(txn.portfolio_id)
         self.holders.record(state, result)
         source = self.sources.pop(txn.txn_id, ("", -1, -1))
         if result.applied:
@@ -185,7 +190,7 @@ class PortfolioShard:
                 changed.append(symbol)
         return changed
 
-    def _value(self, pid: str, start: int, end: int) -> Valuation | None:
+    def _value(self, pid: str, start: int, end: int) -> ValuationRecord | None:
         state = self.states.get(pid)
         if state is None or not state.user_id:
             return None
@@ -196,11 +201,11 @@ class PortfolioShard:
             if day > mark.day:
                 mark.previous_close, mark.day = mark.last_total, day
             previous_close = mark.previous_close
-        valuation = value(state, self.prices, start, end, previous_close)
+        valuation = self.valuer.value(state, self.prices, start, end, previous_close)
         if mark is None:
-            self.days[pid] = DayMark(day, None, valuation.total_value)
+            self.days[pid] = DayMark(day, None, valuation.market_value)
         else:
-            mark.last_total = valuation.total_value
+            mark.last_total = valuation.market_value
         return valuation
 
     def _emit_history(self, end: int, out: ShardOutput) -> None:

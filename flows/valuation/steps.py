@@ -13,6 +13,7 @@ from flows.ingest.steps import Clock
 from flows.valuation import metrics
 from flows.valuation.coalesce import ClosedWindows, PriceCoalescer
 from flows.valuation.shard import PortfolioShard, ShardOutput
+from flows.valuation.snapshot import ShardSnapshot, ShardSnapshotter, restore
 
 _RETAIN = False
 _END_OF_TIME = 2**62
@@ -51,11 +52,33 @@ class CoalesceLogic(StatefulBatchLogic[list[SourcedTick], ClosedWindows, PriceCo
 ShardIn = tuple[str, Any]  # ("prices", ClosedWindows) or ("txns", [SourcedTransaction])
 
 
-class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, PortfolioShard]):
-    def __init__(self, state: PortfolioShard, clock: Clock, drain_at_eof: bool) -> None:
+class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot]):
+    def __init__(
+        self,
+        state: PortfolioShard,
+        clock: Clock,
+        drain_at_eof: bool,
+        snapshotter: ShardSnapshotter | None = None,
+    ) -> None:
         self.state = state
         self.clock = clock
         self.drain_at_eof = drain_at_eof
+        self.snapshotter = snapshotter or ShardSnapshotter()
+
+    @classmethod
+    def resume(
+        cls,
+        snapshot: ShardSnapshot | None,
+        window_ms: int,
+        history_ms: int,
+        clock: Clock,
+        drain_at_eof: bool,
+    ) -> PortfolioShardLogic:
+        """From the last snapshot, or a new shard when there is none."""
+        if snapshot is None:
+            return cls(PortfolioShard(window_ms, history_ms), clock, drain_at_eof)
+        shard, snapshotter = restore(snapshot)
+        return cls(shard, clock, drain_at_eof, snapshotter)
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[ShardOutput], bool]:
         for kind, payload in values:
@@ -70,8 +93,9 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, PortfolioShar
             return [], _RETAIN
         return self._emit(self.state.advance(_END_OF_TIME)), _RETAIN
 
-    def snapshot(self) -> PortfolioShard:
-        return copy.deepcopy(self.state)
+    def snapshot(self) -> ShardSnapshot:
+        # Not a deep copy: that stalls the worker for seconds per shard.
+        return self.snapshotter.take(self.state)
 
     def _emit(self, out: ShardOutput) -> list[ShardOutput]:
         now = self.clock()
@@ -86,6 +110,5 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, PortfolioShar
         metrics.TRANSACTIONS.labels("rejected").inc(len(out.rejected))
         metrics.LATE_TRANSACTIONS.inc(out.late_transactions)
         for valuation in out.live[-1:]:
-            end_ms = int(valuation.window_end.timestamp() * 1000)
-            metrics.EMIT_DELAY.observe(max(0, now - end_ms) / 1000)
+            metrics.EMIT_DELAY.observe(max(0, now - valuation.window_end_ms) / 1000)
         return [out]

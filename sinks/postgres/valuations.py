@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import psycopg
 
-from schemas.valuation import Valuation
+from flows.portfolio.valuation_record import ValuationRecord
 from sinks.postgres.connection import PostgresSink
 
 _UPSERT = """INSERT INTO latest_valuations AS v (portfolio_id, user_id, window_start, window_end,
@@ -23,8 +23,8 @@ ON CONFLICT (portfolio_id) DO UPDATE SET user_id = EXCLUDED.user_id,
 WHERE v.version < EXCLUDED.version"""
 
 
-def newest_per_portfolio(rows: list[Valuation]) -> list[Valuation]:
-    newest: dict[str, Valuation] = {}
+def newest_per_portfolio(rows: list[ValuationRecord]) -> list[ValuationRecord]:
+    newest: dict[str, ValuationRecord] = {}
     for v in rows:
         current = newest.get(v.portfolio_id)
         if current is None or v.version > current.version:
@@ -32,7 +32,7 @@ def newest_per_portfolio(rows: list[Valuation]) -> list[Valuation]:
     return [newest[k] for k in sorted(newest)]
 
 
-def write_latest(cur: psycopg.Cursor, valuations: list[Valuation]) -> int:
+def write_latest(cur: psycopg.Cursor, valuations: list[ValuationRecord]) -> int:
     rows = newest_per_portfolio(valuations)
     cur.executemany(
         _UPSERT,
@@ -47,7 +47,7 @@ def write_latest(cur: psycopg.Cursor, valuations: list[Valuation]) -> int:
                 v.cost_basis,
                 v.unrealized_pnl,
                 v.realized_pnl,
-                v.model_dump_json(),
+                v.json.decode(),
                 v.version,
             )
             for v in rows

@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from flows.portfolio.valuation_record import ValuationRecord
 from schemas.topics import RedisKeys
-from schemas.valuation import Valuation
 from sinks import metrics
 from sinks.redis.client import connect, translate
 from sinks.redis.scripts import JSON_CAS
@@ -27,16 +27,13 @@ from sinks.retry import RetryPolicy, with_retry
 class VersionedDoc(NamedTuple):
     key: str
     version: int
-    document: str
+    document: str | bytes  # JSON
     channel: str  # "" publishes nothing
 
 
-def valuation_doc(keys: RedisKeys, v: Valuation) -> VersionedDoc:
+def valuation_doc(keys: RedisKeys, v: ValuationRecord) -> VersionedDoc:
     return VersionedDoc(
-        keys.valuation(v.portfolio_id),
-        v.version,
-        v.model_dump_json(),
-        keys.portfolio_channel(v.portfolio_id),
+        keys.valuation(v.portfolio_id), v.version, v.json, keys.portfolio_channel(v.portfolio_id)
     )
 
 
@@ -74,7 +71,7 @@ class _DocPartition(StatelessSinkPartition[list[Any]]):
             return
         started = time.perf_counter()
         keys = [d.key for d in docs]
-        args: list[str | int] = []
+        args: list[str | bytes | int] = []
         for d in docs:
             args += [d.version, d.document, d.channel]
         name = self._spec.name
