@@ -38,6 +38,20 @@ class CandleBuilder:
     newest_at_sys_ms: int = 0
     closed_until_ms: int = 0  # every window ending at or before this is closed
 
+    def snapshot(self) -> CandleBuilder:
+        """An independent copy: accumulators and symbol lists are copied,
+        their contents (Decimals, strings, ints) are immutable."""
+        return CandleBuilder(
+            self.window_ms,
+            self.lateness_ms,
+            {key: acc.copy() for key, acc in self.open_windows.items()},
+            self.ends.copy(),
+            {end: symbols.copy() for end, symbols in self.symbols_by_end.items()},
+            self.newest_ms,
+            self.newest_at_sys_ms,
+            self.closed_until_ms,
+        )
+
     def watermark(self, now_sys_ms: int) -> int | None:
         if self.newest_ms is None:
             return None

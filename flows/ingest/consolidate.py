@@ -38,6 +38,14 @@ class Consolidator:
     stale_ms: int
     feeds: dict[str, SymbolFeed] = field(default_factory=dict)
 
+    def snapshot(self) -> Consolidator:
+        """An independent copy (provider names and timestamps are immutable)."""
+        feeds = {
+            symbol: SymbolFeed(feed.active, dict(feed.last_seen_ms))
+            for symbol, feed in self.feeds.items()
+        }
+        return Consolidator(self.priority, self.stale_ms, feeds)
+
     def rank(self, provider: str) -> tuple[int, str]:
         try:
             return (self.priority.index(provider), "")

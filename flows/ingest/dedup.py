@@ -41,6 +41,12 @@ class Deduplicator:
         self._expire()
         return fresh, repeats
 
+    def snapshot(self) -> Deduplicator:
+        """An independent copy in O(keys) C-level work: keys and expiry
+        entries are immutable, so copying the containers is enough (a
+        ``deepcopy`` of a replay-sized state took seconds)."""
+        return Deduplicator(self.horizon_ms, set(self.seen), deque(self.expiry), self.newest_ms)
+
     def _expire(self) -> None:
         cutoff = self.newest_ms - self.horizon_ms
         # Insertion order is close to time order; an out-of-order old key that

@@ -1,8 +1,12 @@
-"""Bytewax wrappers around the pure ingest logic: one call per batch."""
+"""Bytewax wrappers around the pure ingest logic: one call per batch.
+
+Snapshots are independent copies (Bytewax may serialise them later, after
+more batches changed the live state), made by each state's ``snapshot()``,
+which copies containers but shares immutable keys and rows: a ``deepcopy``
+of a replay-sized dedup state took seconds per epoch."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +40,7 @@ class DedupLogic(StatefulBatchLogic[list[SourcedTick], list[SourcedTick], Dedupl
         return out, _RETAIN
 
     def snapshot(self) -> Deduplicator:
-        return copy.deepcopy(self.state)
+        return self.state.snapshot()
 
 
 class ConsolidateLogic(StatefulBatchLogic[list[SourcedTick], list[SourcedTick], Consolidator]):
@@ -58,7 +62,7 @@ class ConsolidateLogic(StatefulBatchLogic[list[SourcedTick], list[SourcedTick], 
         return out, _RETAIN
 
     def snapshot(self) -> Consolidator:
-        return copy.deepcopy(self.state)
+        return self.state.snapshot()
 
 
 CandleOut = tuple[str, list[Any]]  # ("candles", [CandleRow]) or ("late", [Rejection])
@@ -96,7 +100,7 @@ class CandleLogic(StatefulBatchLogic[list[SourcedTick], CandleOut, CandleBuilder
         return None if due is None else datetime.fromtimestamp(due / 1000, tz=UTC)
 
     def snapshot(self) -> CandleBuilder:
-        return copy.deepcopy(self.state)
+        return self.state.snapshot()
 
     def _emit(self, candles: list[CandleRow], late: list[Rejection]) -> list[CandleOut]:
         out: list[CandleOut] = []
