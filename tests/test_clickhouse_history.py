@@ -190,7 +190,7 @@ def test_bad_rows_are_reported_by_line_and_nothing_is_stored(ch: ClickHouseClien
 def test_price_rows_with_timestamps(ch: ClickHouseClient, tmp_path: Path):
     csv = tmp_path / "prices.csv"
     csv.write_bytes(
-        b"ticker,ts,price\r\n"
+        b"\xef\xbb\xbfticker,ts,price\r\n"  # a spreadsheet's byte-order mark, CRLF
         b"aaa,2024-03-01T23:30:00-05:00,10.5\r\n"  # 04:30 UTC on March 2
         b"\r\n"
         b"AAA,1709510400000,11\r\n"  # 2024-03-04T00:00:00Z

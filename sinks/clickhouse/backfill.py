@@ -5,7 +5,8 @@ Accepted headers (case-insensitive, any order, unknown columns ignored):
 ``symbol, date|ts, open, high, low, close[, volume]`` or
 ``symbol, date|ts, price[, volume]`` (a price becomes open = high = low =
 close). ``date`` is ``YYYY-MM-DD``; ``ts`` may also be ISO-8601 with an
-offset or epoch milliseconds, and names the UTC day it falls in.
+offset or epoch milliseconds, and names the UTC day it falls in. One
+record per line: quoted fields holding line breaks are not supported.
 
 Guarantees:
 - All or nothing on bad input: every row is checked first (in ClickHouse,
@@ -84,13 +85,15 @@ def backfill_daily_bars(
     """Load ``csv_path`` into ``daily_bars``; see the module docstring."""
     path = Path(csv_path)
     currency = normalize_currency(currency)
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
+    # utf-8-sig drops a spreadsheet's byte-order mark; undecodable bytes become
+    # U+FFFD and so fail the row's checks with its line number.
+    with path.open("r", encoding="utf-8-sig", errors="replace", newline="") as handle:
         layout = Layout.from_header(path, handle.readline())
         raw_columns = ", ".join(["line UInt64", *layout.stage_columns()])
         with staging_table(client, raw_columns) as raw:
             rows = _stage_lines(client, raw, layout, handle, chunk_lines)
             typed_columns = f"{_BAR_COLUMNS}, reason String"
-            with staging_table(client, typed_columns, "(symbol, day)") as typed:
+            with staging_table(client, typed_columns) as typed:
                 # One pass types every row and says why it is bad, if it is.
                 client.command(
                     f"INSERT INTO {typed} ({_BAR_NAMES}, reason) {typed_select(layout, raw)}",
@@ -169,7 +172,7 @@ def _store(client: ClickHouseClient, typed: str, currency: str, rows: int) -> Ba
         f" WHERE {symbols}), 'overlap', 'new')"
     )
     classified_columns = f"{_BAR_COLUMNS}, status LowCardinality(String)"
-    with client.locked(), staging_table(client, classified_columns, "(symbol, day)") as classified:
+    with client.locked(), staging_table(client, classified_columns) as classified:
         client.command(
             f"INSERT INTO {classified} SELECT t.line, t.symbol, t.day, t.open, t.high, t.low,"
             f" t.close, t.volume, {status} FROM {typed} AS t LEFT JOIN"
