@@ -175,9 +175,11 @@ def test_unreachable_server_is_unavailable():
         open_clickhouse("http://127.0.0.1:1", "folio")
 
 
-def test_bad_database_name_is_rejected(engine: ClickHouseClient):
+def test_bad_database_names_and_dsns_are_rejected(engine: ClickHouseClient):
     with pytest.raises(SinkRejected):
         engine.for_database("x; DROP TABLE y")
+    with pytest.raises(SinkRejected, match="absolute"):
+        open_clickhouse("chdb://relative/dir", "folio")
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:

@@ -217,10 +217,14 @@ class ClickHouseClient:
 
 
 def chdb_directory(dsn: str) -> Path | None:
-    """The data directory of a ``chdb:///abs/dir`` DSN; None for in-memory or servers."""
+    """The data directory of a ``chdb:///abs/dir`` DSN; None for ``chdb://memory``
+    and servers. Other ``chdb://`` forms (a relative path in the host part)
+    are rejected: the owner lock needs to know the directory."""
     parsed = urlparse(dsn)
-    if parsed.scheme != "chdb" or parsed.netloc or parsed.path in ("", "/"):
+    if parsed.scheme != "chdb" or parsed.netloc in ("memory", ":memory:"):
         return None
+    if parsed.netloc or parsed.path in ("", "/"):
+        raise SinkRejected(SINK, f"expected chdb:///absolute/dir or chdb://memory, got {dsn!r}")
     return Path(os.path.realpath(parsed.path))
 
 

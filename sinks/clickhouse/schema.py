@@ -32,6 +32,10 @@ table, so a naive view would double count a replayed candle):
 - A correction (same candle, newer version, other values) goes through the
   views too, and then its buckets are recomputed from the sources
   (``rollups.rebuild_buckets``), as no aggregate state can retract a value.
+  Its keys are queued in ``rollup_rebuilds`` first, so a crash before the
+  recomputation is repaired by the next ``apply_schema``.
+- Daily bars reach the views in bulk loads that ``backfill`` already
+  compares bar by bar with what is stored, so the same reasoning holds.
 
 Minute candles and daily bars never both count for one (symbol, day): the
 first source stored for a day wins. Backfill skips days that already have
