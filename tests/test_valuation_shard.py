@@ -116,3 +116,13 @@ def test_alert_rules_see_a_record_as_they_see_the_contract_model() -> None:
     assert [a.model_dump() for a in from_record] == [a.model_dump() for a in from_model]
     # Without rules for the portfolio its JSON is never parsed.
     assert observe_valuation(book_with(*rules), p1._replace(portfolio_id="p2", json=b"?")) == []
+
+
+def test_a_shard_snapshotted_the_old_way_still_resumes() -> None:
+    shard = opened_shard()
+    shard.advance()
+    old = pickle.loads(pickle.dumps(shard))
+    del old.__dict__["valuer"], old.__dict__["dirty"]  # fields it did not have
+    logic = PortfolioShardLogic.resume(old, 1_000, 60_000, lambda: DAY0, True)
+    logic.on_batch([("prices", prices(DAY0 + 2_000, AAA="70"))])
+    assert logic.snapshotter.take(logic.state).ledgers.keys() == {"p1", "p2"}

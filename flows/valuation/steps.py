@@ -10,6 +10,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows.ingest.records import SourcedTick
 from flows.ingest.steps import Clock
+from flows.portfolio.fast_valuation import Valuer
 from flows.valuation import metrics
 from flows.valuation.coalesce import ClosedWindows, PriceCoalescer
 from flows.valuation.shard import PortfolioShard, ShardOutput
@@ -68,7 +69,7 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
     @classmethod
     def resume(
         cls,
-        snapshot: ShardSnapshot | None,
+        snapshot: ShardSnapshot | PortfolioShard | None,
         window_ms: int,
         history_ms: int,
         clock: Clock,
@@ -77,6 +78,10 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
         """From the last snapshot, or a new shard when there is none."""
         if snapshot is None:
             return cls(PortfolioShard(window_ms, history_ms), clock, drain_at_eof)
+        if isinstance(snapshot, PortfolioShard):  # a deep copy, as snapshots used to be
+            snapshot.__dict__.setdefault("valuer", Valuer())
+            snapshot.__dict__.setdefault("dirty", set())
+            return cls(snapshot, clock, drain_at_eof)
         shard, snapshotter = restore(snapshot)
         return cls(shard, clock, drain_at_eof, snapshotter)
 
