@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 from bytewax.run import cli_main
 from prometheus_client import REGISTRY
@@ -22,15 +24,21 @@ from connectors.kafka.producer import ReliableProducer
 from connectors.portfolio_sim import PortfolioSimConfig, PortfolioSimulator
 from connectors.simulator import Faults, MarketSimulator, SimConfig
 from deploy import stack as local_stack
+from fanout.auth import mint_token
 from folio.commands.pipeline import install_stop_handlers
+from folio.commands.serve import fanout_config, history_reader
 from folio.commands.stack import stack_config
+from folio.fanout_thread import BackgroundFanout
 from folio.settings import Settings
 from folio.store import open_store
 from folio.wiring import pipeline_flow, topic_partitions
+from schemas.alerts import parse_rule
 from sinks.clickhouse.client import ClickHouseClient
+from sinks.postgres.alert_rules import RuleExists, RuleStore, rule_message
 from sinks.postgres.migrate import apply_migrations
 
 log = logging.getLogger(__name__)
+DEMO_USER = "user-00000"  # owns pf-00000 (see PortfolioSimulator)
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,7 @@ def _feed(settings: Settings, options: DemoOptions, stop: threading.Event) -> No
             seed=7,
             providers=("alpha", "beta"),
             start_ms=now,
+            volatility=3.0,  # a lively market, so the page and the alerts move
             faults=Faults(
                 duplicate_rate=0.01,
                 out_of_order_rate=0.02,
@@ -142,10 +151,50 @@ def _feed(settings: Settings, options: DemoOptions, stop: threading.Event) -> No
             producer.produce_many(settings.topics.transactions, opening)
             producer.flush()
             threading.Thread(target=_trade, args=(settings, portfolios, stop), daemon=True).start()
+            _demo_rules(settings, producer, dict(sim.prices))
         publish_simulated(producer, settings.topics.ticks, sim, options.rate, None, None, stop)
     except Exception:
         log.exception("demo_feed_failed")
         stop.set()
+
+
+def _demo_rules(settings: Settings, producer: ReliableProducer, prices: dict[str, float]) -> None:
+    """A few alert rules for the demo user, so alerts show up on the page."""
+    store = RuleStore(settings.postgres_dsn.get_secret_value())
+    rules = [
+        {
+            "rule_id": "demo-pf-move",
+            "user_id": DEMO_USER,
+            "portfolio_id": "pf-00000",
+            "kind": "pct_move",
+            "threshold": "0.05",
+            "window_ms": 60_000,
+            "cooldown_ms": 20_000,
+        },
+    ]
+    for symbol, price in list(prices.items())[:3]:
+        step = Decimal(str(round(price * 0.002, 4)))
+        base = Decimal(str(round(price, 4)))
+        for kind, threshold in (("price_above", base + step), ("price_below", base - step)):
+            rules.append(
+                {
+                    "rule_id": f"demo-{symbol}-{kind}",
+                    "user_id": DEMO_USER,
+                    "symbol": symbol,
+                    "kind": kind,
+                    "threshold": str(threshold),
+                    "hysteresis": str(step / 2),
+                    "cooldown_ms": 15_000,
+                }
+            )
+    for data in rules:
+        rule = parse_rule(data)
+        try:
+            stored = store.add(rule)
+        except RuleExists:
+            stored = store.update(rule)
+        producer.produce(settings.topics.rules, *rule_message(stored))
+    producer.flush()
 
 
 def _trade(settings: Settings, portfolios: PortfolioSimulator, stop: threading.Event) -> None:
@@ -186,6 +235,14 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> None:
         from sinks.clickhouse.schema import apply_schema
 
         apply_schema(clickhouse, settings.clickhouse_ticks_ttl_days)
+        fanout, port = _start_fanout(settings, history_reader(clickhouse))
+        token = mint_token(settings.jwt_secret.get_secret_value(), DEMO_USER, 24 * 3600)
+        console.print(
+            f"live page: http://{settings.fanout_host}:{port}/  (sign in as {DEMO_USER} with: "
+            f"{token})",
+            highlight=False,
+            soft_wrap=True,
+        )
         threading.Thread(target=_feed, args=(settings, options, feed_stop), daemon=True).start()
         progress = Progress(console)
         threading.Thread(target=progress.run, args=(progress_stop,), daemon=True).start()
@@ -194,8 +251,20 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> None:
         finally:
             feed_stop.set()
             progress_stop.set()
+            fanout.stop()
             console.print(progress.line(), highlight=False)
         _summary(console, settings, clickhouse)
+
+
+def _start_fanout(settings: Settings, history: Any) -> tuple[BackgroundFanout, int]:
+    """On the configured port, or any free one if that is taken."""
+    fanout = BackgroundFanout(fanout_config(settings), history)
+    try:
+        return fanout, fanout.start()
+    except RuntimeError:
+        fanout.stop()
+        fanout = BackgroundFanout(fanout_config(settings, port=0), history)
+        return fanout, fanout.start()
 
 
 def _summary(console: Console, settings: Settings, clickhouse: ClickHouseClient) -> None:
