@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from deploy import stack
@@ -48,6 +50,10 @@ def test_dead_recorded_pid_is_restarted_not_trusted(tmp_path: Path):
     pid = state.components["kafka"].pid
     assert pid is not None
     os.kill(pid, 9)
+    while is_running(pid):  # SIGKILL is delivered asynchronously
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.01)
     try:
         again = stack.up(cfg)
         assert again.components["kafka"].pid != pid
