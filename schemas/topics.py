@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from schemas.alerts import Alert, AlertRule
 from schemas.dead_letter import DeadLetter
 from schemas.market import Candle, ConsolidatedPrice, Tick
 from schemas.transactions import Transaction
@@ -31,7 +32,7 @@ TOPICS: dict[str, TopicSpec] = {
     "transactions": TopicSpec(
         "portfolio.transactions", "portfolio_id", 4, Transaction, "input", "ledger entries"
     ),
-    "rules": TopicSpec("alerts.rules", "rule_id", 1, None, "input", "alert rule changes"),
+    "rules": TopicSpec("alerts.rules", "rule_id", 1, AlertRule, "input", "alert rule changes"),
     "prices": TopicSpec(
         "market.prices", "symbol", 4, ConsolidatedPrice, "output", "consolidated prices"
     ),
@@ -39,7 +40,7 @@ TOPICS: dict[str, TopicSpec] = {
     "valuations": TopicSpec(
         "portfolio.valuations", "portfolio_id", 4, Valuation, "output", "windowed valuations"
     ),
-    "alerts": TopicSpec("portfolio.alerts", "user_id", 4, None, "output", "fired alerts"),
+    "alerts": TopicSpec("portfolio.alerts", "user_id", 4, Alert, "output", "fired alerts"),
     "dlq": TopicSpec(
         "pipeline.dlq", "source topic/partition/offset", 1, DeadLetter, "output", "rejections"
     ),
