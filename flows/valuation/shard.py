@@ -29,6 +29,10 @@ from schemas.transactions import Transaction
 
 DAY_MS = 86_400_000
 _NEVER = -(2**62)
+# Symbols whose new price in each window is reported in
+# ``ShardOutput.benchmarks`` (the dashboard's benchmark closes); a handful,
+# so the check is one set intersection per window.
+BENCHMARK_SYMBOLS = frozenset({"SPY"})
 
 
 @dataclass
@@ -67,9 +71,11 @@ class ShardOutput:
         default_factory=list
     )
     late_transactions: int = 0
+    # (symbol, ts_ms, price) of each BENCHMARK_SYMBOLS price taken, per window.
+    benchmarks: list[tuple[str, int, Decimal]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.live or self.history or self.applied or self.rejected)
+        return bool(self.live or self.history or self.applied or self.rejected or self.benchmarks)
 
 
 @dataclass
@@ -157,6 +163,8 @@ class PortfolioShard:
         for txn in txns:
             touched.add(self._apply(txn, out))
         changed = self._take_prices(end)
+        for symbol in BENCHMARK_SYMBOLS.intersection(changed):
+            out.benchmarks.append((symbol, self.price_ts[symbol], self.prices[symbol]))
         touched |= self.holders.affected(changed)
         for pid in sorted(touched):
             valuation = self._value(pid, end - self.window_ms, end)
