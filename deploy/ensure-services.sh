@@ -49,3 +49,8 @@ if ! command -v redis-cli >/dev/null || ! redis_up; then
   for _ in $(seq 50); do redis_up && break; sleep 0.1; done
 fi
 redis_up && echo "redis: ready on 127.0.0.1:$REDIS_PORT"
+
+# Headless Chromium for the browser test (tests/test_browser.py drives
+# /usr/bin/chromium over the DevTools protocol; test tools cannot download one here).
+[ -x /usr/bin/chromium ] || apt_install chromium
+echo "chromium: $(/usr/bin/chromium --version 2>/dev/null)"
