@@ -1,0 +1,501 @@
+"""Streaming valuation under the issue's target load, through the real dataflow.
+
+    python -m benchmarks.valuation_bench [--stage both|pipeline|valuation]
+        [--portfolios 10000] [--positions 20] [--symbols 1000] [--rate 50000]
+        [--seconds 15] [--warmup 3] [--lateness-ms 500] [--epoch-s 5] [--quick]
+
+Target (issue): 10,000 portfolios x 20 positions over 1,000 symbols, 50,000
+ticks/s; every touched portfolio valued in each 1-second live window; the
+valuation for window W emitted within 1.5 s after W ends (p99), one worker.
+
+Two stages, each in its own process (so peak RSS is per stage), each under
+``bytewax.testing.run_main`` (one worker) with the production defaults for
+lateness (500 ms) and snapshots (an epoch every 5 s):
+
+- ``pipeline``: ``flows.pipeline.build_flow`` -- ingest (validate, dedup,
+  consolidate, candles) then valuation -- fed raw JSON ticks (``RawBatch``);
+- ``valuation``: ``flows.valuation.flow.add_valuation`` alone, fed the
+  consolidated ticks directly: what valuation costs without ingest.
+
+Transactions (a deposit and N buys per portfolio, ``connectors.portfolio_sim``)
+go in through a ``TestingSource``. Ticks come from a paced source that emits,
+every 5 ms, the ticks due by then (<= 1,000 per batch and partition), with
+event time = system time, so "window end mapped to system time" is the
+window end itself. Setup first (not timed): one tick per symbol, then the
+feed starts once every transaction is applied and the first valuations are out.
+
+Measured over the live windows ending after the warm-up and by the end of the
+feed: valuations per window; latency = system time when a valuation reaches
+the sink - window end (p50/p99/max per valuation; per window: its last one);
+ticks fed and the process's CPU time over the feed (busy share of one core;
+the tick generator's share is shown so it can be subtracted), and the thread
+CPU time spent in each step (``TIMED``: the step functions are wrapped in
+the child process); peak RSS (``ru_maxrss``). Also, outside the flow:
+``Valuer.value`` vs the reference ``value()`` per portfolio, and a CPU
+calibration loop with the load average, because the machines are shared.
+Prints a markdown table and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import multiprocessing
+import os
+import random
+import resource
+import shlex
+import statistics
+import sys
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import TestingSource, run_main
+
+from connectors.portfolio_sim import PortfolioSimConfig, PortfolioSimulator
+from connectors.simulator import symbol_names
+from flows.ingest.flow import IngestConfig, IngestSinks, wall_clock_ms
+from flows.ingest.records import SourcedTick
+from flows.pipeline import PipelineConfig, PipelineSinks, PipelineSources, build_flow
+from flows.portfolio import PortfolioState, value
+from flows.portfolio.fast_valuation import Valuer
+from flows.valuation.flow import ValuationConfig, ValuationSinks, add_valuation
+from schemas.envelope import RawBatch, RawRecord
+from schemas.fast import TickRow
+from schemas.topics import TOPICS
+from schemas.transactions import Transaction
+
+WINDOW_MS = 1_000
+TARGET_P99_S = 1.5
+TICK_TOPIC = TOPICS["ticks"].default_name
+TXN_TOPIC = TOPICS["transactions"].default_name
+TICK_PARTITIONS = TOPICS["ticks"].partitions
+TXN_PARTITIONS = TOPICS["transactions"].partitions
+BATCH = 1_000
+POLL_S = 0.005
+STEPS = (-3, -2, -1, 0, 1, 2, 3)
+CYCLE = 64  # prices per symbol, repeated
+
+
+# (label, module, attribute): thread CPU time spent inside, summed per label.
+TIMED = (
+    ("ingest: validate", "flows.ingest.flow", "validate_batch"),
+    ("ingest: dedup", "flows.ingest.dedup", "Deduplicator.filter"),
+    ("ingest: consolidate", "flows.ingest.consolidate", "Consolidator.accept"),
+    ("ingest: candles", "flows.ingest.candles", "CandleBuilder.add"),
+    ("valuation: coalesce", "flows.valuation.coalesce", "PriceCoalescer.add"),
+    ("valuation: shards (ledger + Valuer)", "flows.valuation.shard", "PortfolioShard.advance"),
+    ("snapshots (all steps)", "flows.ingest.steps", "DedupLogic.snapshot"),
+    ("snapshots (all steps)", "flows.ingest.steps", "ConsolidateLogic.snapshot"),
+    ("snapshots (all steps)", "flows.ingest.steps", "CandleLogic.snapshot"),
+    ("snapshots (all steps)", "flows.valuation.steps", "CoalesceLogic.snapshot"),
+    ("snapshots (all steps)", "flows.valuation.steps", "PortfolioShardLogic.snapshot"),
+)
+
+
+def install_stopwatch(totals: dict[str, float]) -> None:
+    """Wrap the ``TIMED`` functions (in this process only) so each call adds
+    its thread CPU time to ``totals[label]``; a name that no longer exists is
+    skipped."""
+    for label, module_name, path in TIMED:
+        owner: Any = importlib.import_module(module_name)
+        *parents, name = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent, None)
+        if owner is None or not callable(getattr(owner, name, None)):
+            continue
+        totals.setdefault(label, 0.0)
+        setattr(owner, name, _timed(getattr(owner, name), label, totals))
+
+
+def _timed(fn: Callable[..., Any], label: str, totals: dict[str, float]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[label] += time.thread_time() - started
+
+    return timed
+
+
+@dataclass(frozen=True)
+class Params:
+    stage: str  # "pipeline" or "valuation"
+    portfolios: int
+    positions: int
+    symbols: int
+    rate: int
+    seconds: float
+    warmup: float
+    lateness_ms: int
+    epoch_s: float
+    seed: int
+
+
+@dataclass
+class Run:
+    """Shared by the sources and sinks of one run (one worker thread)."""
+
+    params: Params
+    txns: int = 0
+    applied: int = 0
+    start_ms: int = 0  # event (= system) time of the first timed tick
+    end_ms: int = 0
+    cpu_start: float = 0.0
+    cpu_end: float = 0.0
+    gen_cpu: float = 0.0
+    ticks: int = 0
+    emitted: list[tuple[int, int]] = field(default_factory=list)  # (window end, sys ms)
+    valuation_bytes: int = 0
+    stages: dict[str, float] = field(default_factory=dict)  # label -> CPU s, live
+    stages_at_start: dict[str, float] = field(default_factory=dict)
+    stages_at_end: dict[str, float] = field(default_factory=dict)
+
+    def ready(self) -> bool:
+        """Setup done: every transaction applied, the first valuations out."""
+        return self.applied >= self.txns and len(self.emitted) >= self.params.portfolios
+
+
+# -- inputs --------------------------------------------------------------------
+
+
+def transaction_batches(run: Run, opening_ms: int) -> list[RawBatch]:
+    p = run.params
+    sim = PortfolioSimulator(
+        PortfolioSimConfig(p.portfolios, p.symbols, p.positions, seed=p.seed, start_ms=opening_ms)
+    )
+    rng = random.Random(p.seed)
+    marks = {s: rng.uniform(20, 500) for s in sim.symbols}
+    parts: dict[int, list[RawRecord]] = defaultdict(list)
+    for pid, raw in sim.opening(marks):
+        records = parts[zlib.crc32(pid.encode()) % TXN_PARTITIONS]
+        # A copy: orjson's result keeps its whole initial buffer (~2 KiB).
+        records.append(RawRecord(len(records), pid.encode(), bytes(memoryview(raw))))
+    run.txns = sum(len(r) for r in parts.values())
+    return [
+        RawBatch(TXN_TOPIC, partition, records[i : i + BATCH])
+        for partition, records in sorted(parts.items())
+        for i in range(0, len(records), BATCH)
+    ]
+
+
+class _TickPartition(StatelessSourcePartition[Any]):
+    """Emits the ticks due by now: JSON ``RawBatch``es for the pipeline,
+    or ``(price shard, [SourcedTick])`` for the valuation steps alone.
+
+    Prices cycle through a per-symbol random walk made up front, so making
+    a tick costs one small concatenation (its share of CPU is reported).
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        p = run.params
+        rng = random.Random(p.seed + 1)
+        self.names = symbol_names(p.symbols)
+        self.raw = p.stage == "pipeline"
+        self.walks: list[list[Any]] = []
+        for name in self.names:
+            cents, walk = rng.randint(2_000, 50_000), []
+            for _ in range(CYCLE):
+                cents = max(100, cents + rng.choice(STEPS))
+                price = f"{cents // 100}.{cents % 100:02d}"
+                head = f'{{"symbol":"{name}","price":"{price}","ts":'.encode()
+                walk.append(head if self.raw else Decimal(price))
+            self.walks.append(walk)
+        self.offsets = [0] * TICK_PARTITIONS
+        self.setup_sent = False
+        self.total = int(p.rate * p.seconds)
+        self.drain_until_ms = 0
+
+    def next_batch(self) -> list[Any]:
+        run, now = self.run, wall_clock_ms()
+        if not self.setup_sent:
+            self.setup_sent = True
+            return self._ticks(0, len(self.names), now, 0)
+        if not run.start_ms:
+            if not run.ready():
+                return []
+            run.start_ms, run.cpu_start = now, time.process_time()
+            run.stages_at_start = dict(run.stages)
+            run.end_ms = now + int(run.params.seconds * 1000)
+        if run.ticks < self.total:
+            due = min(self.total, (now - run.start_ms) * run.params.rate // 1000)
+            batch = self._ticks(run.ticks, due, run.start_ms, run.params.rate)
+            run.ticks = max(run.ticks, due)
+            if run.ticks >= self.total:
+                run.cpu_end = time.process_time()
+                run.stages_at_end = dict(run.stages)
+                # Let the watermark pass the last window, then end the input.
+                self.drain_until_ms = now + run.params.lateness_ms + 2 * WINDOW_MS
+            return batch
+        if now >= self.drain_until_ms:
+            raise StopIteration
+        return []
+
+    def next_awake(self) -> datetime | None:
+        return datetime.now(UTC) + timedelta(seconds=POLL_S)
+
+    def _ticks(self, first: int, stop: int, start_ms: int, rate: int) -> list[Any]:
+        """Ticks ``first..stop-1``; tick i at ``start_ms + i / rate`` (all at
+        ``start_ms`` when rate is 0)."""
+        started = time.thread_time()
+        parts: list[list[Any]] = [[] for _ in range(TICK_PARTITIONS)]
+        count, walks, names = len(self.names), self.walks, self.names
+        for i in range(first, stop):
+            s = (i * 7) % count  # a stride coprime with the count: no symbol twice in one ms
+            ts = start_ms + i * 1000 // rate if rate else start_ms
+            step = walks[s][(i // count) % CYCLE]
+            records = parts[s % TICK_PARTITIONS]
+            if self.raw:
+                raw = step + b"%d" % ts + b',"provider":"alpha"}'
+                records.append(RawRecord(0, None, raw))
+            else:
+                tick = TickRow(names[s], step, ts, "alpha", None, "USD", None)
+                records.append(SourcedTick(tick, TICK_TOPIC, s % TICK_PARTITIONS, 0, b""))
+        out: list[Any] = []
+        for partition, records in enumerate(parts):
+            for i in range(0, len(records), BATCH):
+                chunk = records[i : i + BATCH]
+                if self.raw:
+                    base = self.offsets[partition] + i
+                    chunk = [r._replace(offset=base + n) for n, r in enumerate(chunk)]
+                    out.append(RawBatch(TICK_TOPIC, partition, chunk))
+                else:
+                    out.append((f"{TICK_TOPIC}#{partition}", chunk))
+            self.offsets[partition] += len(records)
+        self.run.gen_cpu += time.thread_time() - started
+        return out
+
+
+@dataclass
+class TickSource(DynamicSource[Any]):
+    run: Run
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _TickPartition:
+        return _TickPartition(self.run)
+
+
+# -- outputs -------------------------------------------------------------------
+
+
+class _Partition(StatelessSinkPartition[Any]):
+    def __init__(self, write: Callable[[list[Any]], None]) -> None:
+        self._write = write
+
+    def write_batch(self, items: list[Any]) -> None:
+        self._write(items)
+
+
+@dataclass
+class CallbackSink(DynamicSink[Any]):
+    write: Callable[[list[Any]], None]
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
+        return _Partition(self.write)
+
+
+def valuation_sinks(run: Run) -> ValuationSinks:
+    def on_valuations(items: list[list[Any]]) -> None:
+        now = wall_clock_ms()
+        for records in items:
+            run.emitted.extend((r.window_end_ms, now) for r in records)
+
+    def on_messages(items: list[list[tuple[str, bytes]]]) -> None:
+        run.valuation_bytes += sum(len(v) for batch in items for _, v in batch)
+
+    def on_applied(items: list[list[Any]]) -> None:
+        run.applied += sum(len(batch) for batch in items)
+
+    return ValuationSinks(
+        valuation_topic=CallbackSink(on_messages),
+        valuation_cache=CallbackSink(on_valuations),
+        ledger_store=CallbackSink(on_applied),
+    )
+
+
+# -- runs ----------------------------------------------------------------------
+
+
+def build(run: Run) -> Dataflow:
+    txns = TestingSource(transaction_batches(run, wall_clock_ms() - 60_000))
+    shards = tuple(f"{TXN_TOPIC}#{i}" for i in range(TXN_PARTITIONS))
+    config = ValuationConfig(shards, WINDOW_MS, 60_000, run.params.lateness_ms)
+    if run.params.stage == "pipeline":
+        return build_flow(
+            PipelineSources(TickSource(run), txns),
+            PipelineSinks(ingest=IngestSinks(), valuation=valuation_sinks(run)),
+            PipelineConfig(ingest=IngestConfig(), valuation=config),
+            wall_clock_ms,
+        )
+    flow = Dataflow("valuation-bench")
+    prices = op.input("ticks_in", flow, TickSource(run))
+    rejects, _ = add_valuation(
+        prices, op.input("transactions_in", flow, txns), valuation_sinks(run), config, wall_clock_ms
+    )
+    op.inspect("rejects", rejects, lambda _step, item: print("rejected:", item, file=sys.stderr))
+    return flow
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def measure(params: Params) -> dict[str, Any]:
+    """One stage, in this process: the figures for its column."""
+    run = Run(params)
+    install_stopwatch(run.stages)
+    started = time.perf_counter()
+    run_main(build(run), epoch_interval=timedelta(seconds=params.epoch_s))
+    wall_s = time.perf_counter() - started
+    first_end = run.start_ms + int(params.warmup * 1000)
+    last_end = run.end_ms - run.end_ms % WINDOW_MS
+    per_window: dict[int, list[int]] = defaultdict(list)
+    for end, at in run.emitted:
+        if first_end < end <= last_end:
+            per_window[end].append(at)
+    delays = [(at - end) / 1000 for end, ats in per_window.items() for at in ats]
+    window_delays = [(max(ats) - end) / 1000 for end, ats in per_window.items()]
+    counts = [len(ats) for ats in per_window.values()] or [0]
+    feed_s = (run.end_ms - run.start_ms) / 1000
+    busy, generator = (run.cpu_end - run.cpu_start) / feed_s, run.gen_cpu / feed_s
+    spent = {k: (run.stages_at_end.get(k, 0) - v) / feed_s for k, v in run.stages_at_start.items()}
+    work = ", ".join(f"{k} {v:.0%}" for k, v in spent.items() if v >= 0.005) or "-"
+    return {
+        "ticks fed": f"{run.ticks:,} in {feed_s:.1f} s ({run.ticks / feed_s:,.0f}/s)",
+        "CPU busy during the feed (tick generator)": f"{busy:.0%} ({generator:.0%})",
+        "CPU by step during the feed (share of one core)": work,
+        "windows measured": str(len(per_window)),
+        "valuations per window, min / median": f"{min(counts):,} / "
+        f"{statistics.median(counts):,.0f}",
+        "latency per valuation p50 / p99 / max (s)": f"{pct(delays, 0.5):.2f} / "
+        f"{pct(delays, 0.99):.2f} / {max(delays, default=float('nan')):.2f}",
+        "latency per window (its last valuation) p50 / max (s)": f"{pct(window_delays, 0.5):.2f}"
+        f" / {max(window_delays, default=float('nan')):.2f}",
+        f"p99 <= {TARGET_P99_S} s": "met" if pct(delays, 0.99) <= TARGET_P99_S else "NOT met",
+        "valuation JSON per portfolio": f"{run.valuation_bytes / max(1, len(run.emitted)):,.0f} B",
+        "peak RSS": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB",
+        "wall time (setup + feed + drain)": f"{wall_s:.1f} s",
+    }
+
+
+def _child(params: Params, results: Any) -> None:
+    results.put(measure(params))
+
+
+def valuer_cost(params: Params, sample: int = 300) -> tuple[float, float]:
+    """Microseconds per portfolio: (Valuer, reference value()), warm caches,
+    a new price for every symbol each round (as in a busy window)."""
+    sim = PortfolioSimulator(
+        PortfolioSimConfig(sample, params.symbols, params.positions, seed=params.seed)
+    )
+    states: dict[str, PortfolioState] = {}
+    for pid, raw in sim.opening():
+        states.setdefault(pid, PortfolioState(pid)).apply(Transaction.model_validate_json(raw))
+    rng = random.Random(params.seed)
+    valuer = Valuer()
+
+    def timed(fn: Callable[..., Any], rounds: int) -> float:
+        best = float("inf")
+        for _ in range(rounds):
+            prices = {s: Decimal(rng.randint(2_000, 50_000)) / 100 for s in sim.symbols}
+            started = time.process_time()
+            for state in states.values():
+                fn(state, prices, 0, WINDOW_MS, None)
+            best = min(best, (time.process_time() - started) / len(states))
+        return best * 1e6
+
+    return timed(valuer.value, 7), timed(value, 3)
+
+
+def calibration_s() -> float:
+    """CPU seconds for a 3M-iteration Python loop: how fast this machine
+    was for this run (the machines are shared and noisy)."""
+    started, total = time.process_time(), 0
+    for i in range(3_000_000):
+        total += i
+    return time.process_time() - started
+
+
+def report(params: Params, stages: list[str], columns: list[dict[str, Any]], command: str) -> str:
+    fast_us, ref_us = valuer_cost(params)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    head = [
+        f"{params.portfolios:,} portfolios x {params.positions} positions over "
+        f"{params.symbols:,} symbols, {params.rate:,} ticks/s for {params.seconds:g} s "
+        f"(first {params.warmup:g} s not measured), lateness {params.lateness_ms} ms, "
+        f"epoch {params.epoch_s:g} s, one worker.",
+        "",
+        "| measure | " + " | ".join(stages) + " |",
+        "|---|" + "---|" * len(stages),
+    ]
+    rows = [f"| {key} | " + " | ".join(c[key] for c in columns) + " |" for key in columns[0]]
+    tail = [
+        "",
+        f"`Valuer.value` {fast_us:.1f} us vs reference `value()` {ref_us:.1f} us per "
+        f"{params.positions}-position portfolio (process time, new prices every round).",
+        f"Machine: 3M-iteration Python loop {calibration_s():.2f} s CPU; load average {load}.",
+        "",
+        f"Command: `{command}`",
+    ]
+    return "\n".join(head + rows + tail)
+
+
+def parse(argv: list[str]) -> tuple[Params, list[str]]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--stage", choices=("both", "pipeline", "valuation"), default="both")
+    parser.add_argument("--portfolios", type=int, default=10_000)
+    parser.add_argument("--positions", type=int, default=20)
+    parser.add_argument("--symbols", type=int, default=1_000)
+    parser.add_argument("--rate", type=int, default=50_000, help="ticks per second")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of the timed feed")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds not measured")
+    parser.add_argument("--lateness-ms", type=int, default=500)
+    parser.add_argument("--epoch-s", type=float, default=5.0, help="Bytewax epoch (snapshots)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="1,000 portfolios, 4 s: < 60 s")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.portfolios, args.seconds, args.warmup = 1_000, 4.0, 1.0
+    stages = ["pipeline", "valuation"] if args.stage == "both" else [args.stage]
+    params = Params(
+        stages[0], args.portfolios, args.positions, args.symbols, args.rate, args.seconds,
+        args.warmup, args.lateness_ms, args.epoch_s, args.seed,
+    )  # fmt: skip
+    return params, stages
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    params, stages = parse(argv)
+    context = multiprocessing.get_context("spawn")  # a fresh process: its own peak RSS
+    columns = []
+    for stage in stages:
+        results = context.Queue()
+        child = context.Process(target=_child, args=(replace_stage(params, stage), results))
+        child.start()
+        columns.append(results.get())
+        child.join()
+    command = shlex.join(["python", "-m", "benchmarks.valuation_bench", *argv])
+    print(report(params, stages, columns, command))
+
+
+def replace_stage(params: Params, stage: str) -> Params:
+    return Params(stage, *(getattr(params, f) for f in list(Params.__dataclass_fields__)[1:]))
+
+
+if __name__ == "__main__":
+    main()
