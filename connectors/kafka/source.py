@@ -6,6 +6,12 @@ resumes from the last complete snapshot and re-reads what came after it;
 sinks are idempotent, which makes the end result effectively-once.
 Without a snapshot, reading starts at the beginning of each partition
 (``OFFSET_END`` is not reliable on every Kafka-compatible broker).
+
+End markers: each time a partition has been read to its end, the source
+emits a ``RawBatch`` with no records for it (after the batch that reached
+the end). Steps that must not run ahead of this input (portfolio shards
+waiting for a transaction backlog, alerts waiting for the rules) watch for
+it; every other step sees an empty batch and does nothing.
 """
 
 from __future__ import annotations
@@ -82,7 +88,7 @@ class _BatchPartition(StatefulSourcePartition[RawBatch, int]):
             **spec.config,
             "group.id": "folio-stream",  # required by librdkafka; no group is joined with assign()
             "enable.auto.commit": "false",
-            "enable.partition.eof": "false" if spec.tail else "true",
+            "enable.partition.eof": "true",  # end markers, and the end of a bounded run
             "statistics.interval.ms": "5000",
             "stats_cb": self._on_stats,
         }
@@ -101,23 +107,28 @@ class _BatchPartition(StatefulSourcePartition[RawBatch, int]):
             raise StopIteration()
         messages = self._consumer.consume(self._spec.batch_size, self._spec.poll_timeout_s)
         records: list[RawRecord] = []
+        at_end = False
         for msg in messages:
             error = msg.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    self._eof = True
-                    break
+                    at_end = True
+                    self._eof = not self._spec.tail
+                    continue
                 raise KafkaConnectorError(f"consuming {self._topic}[{self._idx}]: {error.str()}")
             offset = msg.offset()
             if offset is not None:
                 records.append(RawRecord(offset, msg.key(), msg.value()))
         self._idle = not records
-        if not records:
-            return []
-        self._next_offset = records[-1].offset + 1
-        CONSUMED.labels(*self._labels).inc(len(records))
-        POSITION.labels(*self._labels).set(self._next_offset)
-        return [RawBatch(self._topic, self._idx, records)]
+        out = []
+        if records:
+            self._next_offset = records[-1].offset + 1
+            CONSUMED.labels(*self._labels).inc(len(records))
+            POSITION.labels(*self._labels).set(self._next_offset)
+            out.append(RawBatch(self._topic, self._idx, records))
+        if at_end:
+            out.append(RawBatch(self._topic, self._idx, []))  # the end marker
+        return out
 
     def next_awake(self) -> datetime | None:
         # Back off briefly when idle so an empty topic does not spin a core.

@@ -29,6 +29,12 @@ class ValuationConfig:
     allowed_lateness_ms: int = 5_000
     max_message_bytes: int = 64 * 1024
     drain_at_eof: bool = True
+    # After each (re)start, value no window until the shard's transaction
+    # partition was read to its end (the source's end marker, an empty
+    # batch): a backlog of transactions then never falls behind prices that
+    # were read faster, so the result does not depend on which input the
+    # consumers happened to fetch first.
+    wait_for_transactions: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,16 +79,23 @@ def add_valuation(
     )
     keyed_txns = op.key_on("txn_shard", transactions, lambda b: b.shard)
     decoded = op.map_value(
-        "decode_txns", keyed_txns, lambda b: decode_transactions(b, cfg.max_message_bytes)
+        "decode_txns",
+        keyed_txns,
+        lambda b: decode_transactions(b, cfg.max_message_bytes) if b.records else None,
     )
-    good = op.filter_map_value("txns", decoded, lambda r: ("txns", r[0]) if r[0] else None)
-    bad = op.filter_map_value("bad_txns", decoded, lambda r: r[1] or None)
+    good = op.filter_map_value("txns", decoded, lambda r: _shard_input(r, cfg))
+    bad = op.filter_map_value("bad_txns", decoded, lambda r: (r[1] or None) if r else None)
     shard_in = op.merge("shard_in", routed, good)
     outputs = op.stateful_batch(
         "portfolios",
         shard_in,
         lambda s: PortfolioShardLogic.resume(
-            s, cfg.live_window_ms, cfg.history_window_ms, clock, cfg.drain_at_eof
+            s,
+            cfg.live_window_ms,
+            cfg.history_window_ms,
+            clock,
+            cfg.drain_at_eof,
+            cfg.wait_for_transactions,
         ),
     )
     out = op.key_rm("portfolio_out", outputs)
@@ -90,6 +103,14 @@ def add_valuation(
     ledger_rejects = op.filter_map("ledger_rejects", out, _rejections)
     rejects = op.merge("txn_rejects", op.key_rm("bad_txns_unkeyed", bad), ledger_rejects)
     return rejects, outputs
+
+
+def _shard_input(decoded: Any, cfg: ValuationConfig) -> tuple[str, Any] | None:
+    """Good transactions for the shard; an end marker (``None``: the batch
+    had no records) as ``("caught_up", None)`` when the shard waits for it."""
+    if decoded is None:
+        return ("caught_up", None) if cfg.wait_for_transactions else None
+    return ("txns", decoded[0]) if decoded[0] else None
 
 
 def _wire(out: Stream[ShardOutput], sinks: ValuationSinks) -> None:

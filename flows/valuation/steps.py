@@ -50,7 +50,8 @@ class CoalesceLogic(StatefulBatchLogic[list[SourcedTick], ClosedWindows, PriceCo
         return copy.deepcopy(self.state)
 
 
-ShardIn = tuple[str, Any]  # ("prices", ClosedWindows) or ("txns", [SourcedTransaction])
+# ("prices", ClosedWindows), ("txns", [SourcedTransaction]) or ("caught_up", None)
+ShardIn = tuple[str, Any]
 
 
 class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot]):
@@ -60,11 +61,15 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
         clock: Clock,
         drain_at_eof: bool,
         snapshotter: ShardSnapshotter | None = None,
+        wait_for_input: bool = False,
     ) -> None:
         self.state = state
         self.clock = clock
         self.drain_at_eof = drain_at_eof
         self.snapshotter = snapshotter or ShardSnapshotter()
+        # Not part of the snapshot: every (re)start waits for the end marker
+        # of the transaction partition again (see ValuationConfig).
+        self.ready = not wait_for_input
 
     @classmethod
     def resume(
@@ -74,23 +79,29 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
         history_ms: int,
         clock: Clock,
         drain_at_eof: bool,
+        wait_for_input: bool = False,
     ) -> PortfolioShardLogic:
         """From the last snapshot, or a new shard when there is none."""
         if snapshot is None:
-            return cls(PortfolioShard(window_ms, history_ms), clock, drain_at_eof)
-        if isinstance(snapshot, PortfolioShard):  # a deep copy, as snapshots used to be
+            shard, snapshotter = PortfolioShard(window_ms, history_ms), None
+        elif isinstance(snapshot, PortfolioShard):  # a deep copy, as snapshots used to be
             snapshot.__dict__.setdefault("valuer", Valuer())
             snapshot.__dict__.setdefault("dirty", set())
-            return cls(snapshot, clock, drain_at_eof)
-        shard, snapshotter = restore(snapshot)
-        return cls(shard, clock, drain_at_eof, snapshotter)
+            shard, snapshotter = snapshot, None
+        else:
+            shard, snapshotter = restore(snapshot)
+        return cls(shard, clock, drain_at_eof, snapshotter, wait_for_input)
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[ShardOutput], bool]:
         for kind, payload in values:
             if kind == "prices":
                 self.state.add_prices(payload)
-            else:
+            elif kind == "txns":
                 self.state.add_transactions(payload)
+            else:  # "caught_up": the transaction partition was read to its end
+                self.ready = True
+        if not self.ready:
+            return [], _RETAIN  # prices and transactions wait in the (snapshotted) state
         return self._emit(self.state.advance()), _RETAIN
 
     def on_eof(self) -> tuple[list[ShardOutput], bool]:
