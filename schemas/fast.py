@@ -7,12 +7,18 @@ Returns compact rows so flows carry small objects; timestamps are epoch ms.
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 import orjson
 
 from schemas.common import (
+    DECIMAL_LIMIT,
+    EPOCH,
+    MAX_EPOCH_MS,
+    MIN_EPOCH_MS,
     ContractError,
     normalize_currency,
     normalize_symbol,
@@ -26,6 +32,11 @@ MAX_TICK_ID_LEN = 128
 _PROVIDER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 # A float with this many significant digits may not be what the sender wrote.
 _FLOAT_SAFE_DIGITS = 15
+# Plain fixed-point text that ``to_decimal`` accepts unchanged: no sign,
+# exponent or blanks, < 10^20, at most 12 decimals (ASCII digits only).
+_PLAIN_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,12})?")
+_INT_LIMIT = int(DECIMAL_LIMIT)
+_new_tuple = tuple.__new__
 
 
 class TickRow(NamedTuple):
@@ -107,3 +118,124 @@ def tick_from_json(data: Any, now_ms: int, max_future_ms: int) -> TickRow:
 
 def decode_tick(raw: bytes, now_ms: int, max_bytes: int, max_future_ms: int) -> TickRow:
     return tick_from_json(decode_json(raw, max_bytes), now_ms, max_future_ms)
+
+
+class TickDecoder:
+    """``decode_tick`` at a fraction of the cost, with identical results.
+
+    Checks of values that repeat (symbols, providers, currencies, volumes)
+    are memoised in bounded caches; the common shape (prices and volumes as
+    plain fixed-point strings or ints, timestamps as epoch ms or ISO-8601
+    with an offset) is validated inline. Anything else, valid or not, goes
+    through the reference path (``decode_json`` + ``tick_from_json``), so
+    accepted values and rejection reasons are exactly the reference's.
+    Safe to share between threads (the caches only memoise pure functions).
+    """
+
+    def __init__(self, max_bytes: int, max_future_ms: int, cache_size: int = 100_000) -> None:
+        self.max_bytes = max_bytes
+        self.max_future_ms = max_future_ms
+        self.cache_size = cache_size
+        self._symbols: dict[str, str] = {}
+        self._providers: dict[str, str] = {}
+        self._currencies: dict[str, str] = {}
+        self._volumes: dict[str | int, Decimal] = {}
+
+    def decode(self, raw: bytes, now_ms: int) -> TickRow:
+        """Validate one ``market.ticks`` value; raise ``ContractError``."""
+        if len(raw) <= self.max_bytes:
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                data = None
+            if type(data) is dict:
+                row = self._fast(data, now_ms)
+                if row is not None:
+                    return row
+        return decode_tick(raw, now_ms, self.max_bytes, self.max_future_ms)
+
+    def _fast(self, data: dict[str, Any], now_ms: int) -> TickRow | None:
+        """The tick, or None to let the reference path decide."""
+        get = data.get
+        raw_symbol, raw_provider, raw_currency = get("symbol"), get("provider"), get("currency")
+        raw_volume, tick_id = get("volume"), get("tick_id")
+        # Unhashable values (lists, objects) would break the cache lookups.
+        if type(raw_volume) not in _SCALARS or type(raw_currency) not in _SCALARS:
+            return None
+        symbol = self._symbols.get(raw_symbol) if type(raw_symbol) is str else None
+        if symbol is None:
+            symbol = self._learn(self._symbols, raw_symbol, normalize_symbol)
+        provider = self._providers.get(raw_provider) if type(raw_provider) is str else None
+        if provider is None:
+            provider = self._learn(self._providers, raw_provider, _provider)
+        currency = "USD" if raw_currency is None else self._currencies.get(raw_currency)
+        if currency is None:
+            currency = self._learn(self._currencies, raw_currency, normalize_currency)
+        volume = None if raw_volume is None else self._volumes.get(raw_volume)
+        if volume is None and raw_volume is not None:
+            volume = _plain_decimal(raw_volume)
+            if volume is None:
+                return None
+            self._remember(self._volumes, raw_volume, volume)
+        price = _plain_decimal(get("price"))
+        ts_ms = _epoch_ms(get("ts"))
+        if (
+            symbol is None
+            or provider is None
+            or currency is None
+            or not price  # None or zero
+            or ts_ms is None
+            or ts_ms > now_ms + self.max_future_ms
+            or (tick_id is not None and not (type(tick_id) is str and 0 < len(tick_id) <= 128))
+        ):
+            return None
+        return _new_tuple(TickRow, (symbol, price, ts_ms, provider, volume, currency, tick_id))
+
+    def _learn(self, cache: dict[Any, Any], value: Any, check: Any) -> Any:
+        """``check(value)`` for a string, remembered; None if it is invalid."""
+        if type(value) is not str:
+            return None
+        try:
+            known = check(value)
+        except ContractError:
+            return None
+        self._remember(cache, value, known)
+        return known
+
+    def _remember(self, cache: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(cache) >= self.cache_size:
+            cache.clear()  # bounded memory; rare, and only costs a re-check
+        cache[key] = value
+
+
+_SCALARS = frozenset({str, int, type(None)})
+_EPOCH = EPOCH
+_fromisoformat = datetime.fromisoformat
+
+
+def _plain_decimal(value: Any) -> Decimal | None:
+    """A non-negative Decimal that ``to_decimal`` would return as is, or None."""
+    if type(value) is str:
+        return Decimal(value) if _PLAIN_DECIMAL.fullmatch(value) else None
+    if type(value) is int and 0 <= value < _INT_LIMIT:
+        return Decimal(value)
+    return None
+
+
+def _epoch_ms(value: Any) -> int | None:
+    """Epoch ms exactly as ``to_epoch_ms``, or None to let it decide."""
+    if type(value) is int:
+        return value if MIN_EPOCH_MS <= value <= MAX_EPOCH_MS else None
+    # to_epoch_ms turns every "Z" into "+00:00"; fromisoformat reads a final
+    # "Z" the same way, so only a "Z" elsewhere needs the reference path.
+    if type(value) is not str or "Z" in value[:-1]:
+        return None
+    try:
+        moment = _fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    delta = moment - _EPOCH
+    ms = delta.days * 86_400_000 + delta.seconds * 1_000 + delta.microseconds // 1_000
+    return ms if MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS else None

@@ -37,6 +37,7 @@ from flows.ingest.records import CandleRow, PriceRow, Rejection, SourcedTick
 from flows.ingest.steps import CandleLogic, Clock, ConsolidateLogic, DedupLogic
 from flows.ingest.validate import ValidationLimits, validate_batch
 from schemas.envelope import RawBatch
+from schemas.fast import TickDecoder
 
 
 def wall_clock_ms() -> int:
@@ -66,8 +67,10 @@ class IngestSinks:
     candle_store: Sink[list[CandleRow]] | None = None
 
 
-def _validate(batch: RawBatch, clock: Clock, limits: ValidationLimits) -> tuple[Any, Any]:
-    ticks, rejected = validate_batch(batch, clock(), limits)
+def _validate(
+    batch: RawBatch, clock: Clock, limits: ValidationLimits, decoder: TickDecoder
+) -> tuple[Any, Any]:
+    ticks, rejected = validate_batch(batch, clock(), limits, decoder)
     metrics.TICKS_IN.inc(len(batch.records))
     metrics.TICKS_VALID.inc(len(ticks))
     for rej in rejected:
@@ -81,7 +84,8 @@ def add_ingest(
     """Wire the ingest steps; return (consolidated ticks keyed by price shard,
     rejections as lists) for the steps downstream."""
     keyed = op.key_on("by_shard", batches, lambda b: b.shard)
-    checked = op.map_value("validate", keyed, lambda b: _validate(b, clock, cfg.limits))
+    decoder = cfg.limits.decoder()  # one per flow: its caches serve every batch
+    checked = op.map_value("validate", keyed, lambda b: _validate(b, clock, cfg.limits, decoder))
     valid = op.filter_map_value("valid", checked, lambda r: r[0] or None)
     invalid = op.filter_map_value("invalid", checked, lambda r: r[1] or None)
 

@@ -1,0 +1,243 @@
+"""Ingest hot paths agree exactly with their reference implementations:
+``TickDecoder`` with ``decode_tick``; snapshots are independent copies."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections import deque
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flows.ingest.candles import CandleBuilder
+from flows.ingest.consolidate import Consolidator
+from flows.ingest.dedup import Deduplicator
+from flows.ingest.records import SourcedTick
+from schemas.common import ContractError
+from schemas.fast import TickDecoder, TickRow, decode_tick
+
+NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MAX_BYTES = 4096
+FUTURE = 60_000
+
+
+def outcome(decode: Any, raw: bytes) -> tuple[Any, ...]:
+    """(row fields with Decimal text, so 1.50 != 1.5) or the rejection reason."""
+    try:
+        row = decode(raw)
+    except ContractError as exc:
+        return ("rejected", exc.reason)
+    return tuple(str(v) if isinstance(v, Decimal) else v for v in row)
+
+
+def assert_same(decoder: TickDecoder, raw: bytes) -> None:
+    fast = outcome(lambda r: decoder.decode(r, NOW), raw)
+    reference = outcome(lambda r: decode_tick(r, NOW, MAX_BYTES, FUTURE), raw)
+    assert fast == reference, raw
+
+
+GOOD: dict[str, Any] = {
+    "symbol": "aapl",
+    "price": "189.2500",
+    "ts": "2025-12-31T23:59:59.500Z",
+    "provider": "alpha",
+    "volume": 300,
+    "currency": "usd",
+    "tick_id": "alpha-1",
+}
+NUMBERS: list[Any] = [
+    "189.25",
+    "0",
+    "0.000",
+    "1.500",
+    "007.5",
+    " 12.5",
+    "12.5 ",
+    "+3",
+    "-3",
+    "-0",
+    "1e2",
+    "1E-7",
+    "1_000",
+    "NaN",
+    "Infinity",
+    "abc",
+    "",
+    "0.0000000000001",
+    "1.000000000000",
+    "1.0000000000000",
+    "99999999999999999999",
+    "100000000000000000000",
+    "١٢٣",
+    "5.",
+    ".5",
+    0,
+    5,
+    -5,
+    10**20 - 1,
+    10**20,
+    101.1,
+    0.30000000000000004,
+    1e300,
+    None,
+    True,
+    [],
+    {},
+]
+TIMESTAMPS: list[Any] = [
+    "2025-12-31T23:59:59.500Z",
+    "2025-12-31T23:59:59.500+00:00",
+    "2025-12-31T23:59:59",
+    "2021-01-01T00:00:00.0019995+00:00",
+    "2021-01-01Z00:00:00+00:00",
+    "2021-01-01T00:00Z",
+    " 2021-01-01T00:00Z",
+    "2021-01-01T00:00:00+05:30",
+    "2021-01-01T00:00:00z",
+    "2199-12-31T23:59:59.999Z",
+    "2200-01-01T00:00:00.001Z",
+    "1969-12-31T23:59:59.999Z",
+    "2026-01-01T00:01:00.001Z",
+    "2026-01-01T00:00:59.999Z",
+    "2021-02-30T00:00:00Z",
+    "20210101T000000Z",
+    "2021-01-01T00:00:00Z ",
+    "nope",
+    "",
+    0,
+    -1,
+    7_258_118_400_000,
+    7_258_118_400_001,
+    NOW + FUTURE,
+    NOW + FUTURE + 1,
+    1.5,
+    True,
+    None,
+    [],
+]
+TEXTS: list[Any] = [
+    "aapl",
+    " BRK.B ",
+    "^GSPC",
+    "",
+    "bad sym",
+    "é",
+    "ſ",
+    "x" * 21,
+    42,
+    None,
+    ["x"],
+    1.5,
+]
+PROVIDERS: list[Any] = ["alpha", "beta-2", "", "bad provider", "x" * 41, 7, None, {}]
+CURRENCIES: list[Any] = [None, "usd", "EUR", " eur ", "XYZ", 5, [], "€", True]
+TICK_IDS: list[Any] = [None, "t-1", "", "x" * 128, "x" * 129, 12, ["a"], False]
+VALUES: dict[str, list[Any]] = {
+    "symbol": TEXTS,
+    "price": NUMBERS,
+    "ts": TIMESTAMPS,
+    "provider": PROVIDERS,
+    "volume": NUMBERS,
+    "currency": CURRENCIES,
+    "tick_id": TICK_IDS,
+}
+CASES = [(field, value) for field, values in VALUES.items() for value in values]
+
+
+@pytest.mark.parametrize(("field", "value"), CASES)
+def test_decoder_agrees_field_by_field(field: str, value: Any) -> None:
+    decoder = TickDecoder(MAX_BYTES, FUTURE)
+    assert_same(decoder, json.dumps({**GOOD, field: value}).encode())
+    without = {k: v for k, v in GOOD.items() if k != field}
+    assert_same(decoder, json.dumps(without).encode())
+
+
+@settings(max_examples=500, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(sorted(VALUES)), st.integers(0, 40), max_size=3))
+def test_decoder_agrees_on_combinations(changes: dict[str, int]) -> None:
+    doc = dict(GOOD)
+    for field, pick in changes.items():
+        doc[field] = VALUES[field][pick % len(VALUES[field])]
+    decoder = TickDecoder(MAX_BYTES, FUTURE)
+    raw = json.dumps(doc).encode()
+    assert_same(decoder, raw)
+    assert_same(decoder, raw)  # the second time from the caches
+
+
+def test_decoder_takes_the_fast_path_for_canonical_ticks() -> None:
+    decoder = TickDecoder(MAX_BYTES, FUTURE)
+    for doc in (GOOD, {**GOOD, "ts": NOW - 1, "price": 7, "volume": "1.5"}):
+        assert decoder._fast(dict(doc), NOW) == decode_tick(
+            json.dumps(doc).encode(), NOW, MAX_BYTES, FUTURE
+        )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"symbol":"A","price":"1","ts":1,"provider":"p","x":0.30000000000000004}',
+        b'{"symbol":"A","price":0.30000000000000004,"ts":1,"provider":"p"}',
+        b'{"symbol":"A","price":NaN,"ts":1,"provider":"p"}',
+        b'{"symbol":"A","price":"1","ts":1,"provider":"p","volume":123456789012345678901234}',
+        b'{"symbol":"A","price":"1","ts":1,"provider":"p"',
+        b"[1, 2]",
+        b"null",
+        b'"text"',
+        b"\xff\xfe",
+        b'{"symbol":"A","price":"1","ts":1,"provider":"p","pad":"' + b"x" * MAX_BYTES + b'"}',
+    ],
+)
+def test_decoder_agrees_on_odd_input(raw: bytes) -> None:
+    assert_same(TickDecoder(MAX_BYTES, FUTURE), raw)
+
+
+def test_decoder_caches_stay_bounded_and_correct() -> None:
+    decoder = TickDecoder(MAX_BYTES, FUTURE, cache_size=3)
+    for n in range(20):
+        doc = {"symbol": f"s{n}", "price": "1.5", "ts": NOW, "provider": f"p{n}", "volume": n}
+        raw = json.dumps(doc).encode()
+        assert decoder.decode(raw, NOW) == TickRow(
+            f"S{n}", Decimal("1.5"), NOW, f"p{n}", Decimal(n), "USD", None
+        )
+    assert all(
+        len(cache) <= 3 for cache in (decoder._symbols, decoder._providers, decoder._volumes)
+    )
+
+
+def tick(symbol: str, ts: int, provider: str = "alpha", tick_id: str | None = None) -> SourcedTick:
+    row = TickRow(symbol, Decimal(1), ts, provider, Decimal(1), "USD", tick_id)
+    return SourcedTick(row, "market.ticks", 0, ts, b"{}")
+
+
+def test_snapshots_are_independent_of_later_batches() -> None:
+    dedup, cons, candles = (
+        Deduplicator(60_000),
+        Consolidator(("alpha",), 5_000),
+        CandleBuilder(60_000, 5_000),
+    )
+    first = [tick("A", NOW), tick("B", NOW + 1, tick_id="b1")]
+    dedup.filter(first)
+    cons.accept(first)
+    candles.add(first, 0)
+    before = [pickle.dumps(s) for s in (dedup.snapshot(), cons.snapshot(), candles.snapshot())]
+    snaps = (dedup.snapshot(), cons.snapshot(), candles.snapshot())
+    later = [tick("A", NOW + 2), tick("C", NOW + 3, provider="beta"), tick("A", NOW + 90_000)]
+    dedup.filter(later)
+    cons.accept(later)
+    candles.add(later, 0)
+    assert [pickle.dumps(s) for s in snaps] == before
+
+
+def test_dedup_reads_snapshots_with_one_expiry_entry_per_key() -> None:
+    old = Deduplicator(1_000)
+    old.seen = {("alpha", "A", 5), "t1"}
+    old.expiry = deque([(5, ("alpha", "A", 5)), (5, "t1")])  # type: ignore[list-item]
+    restored = pickle.loads(pickle.dumps(old))
+    assert list(restored.expiry) == [(5, (("alpha", "A", 5),)), (5, ("t1",))]
+    fresh, repeats = restored.filter([tick("A", 5), tick("A", 5_000)])
+    assert (len(fresh), repeats) == (1, 1)
+    assert restored.seen == {("alpha", "A", 5_000)}
