@@ -20,6 +20,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows.alerts.engine import RuleBook
 from flows.alerts.inputs import observe_transaction, observe_valuation
+from flows.ingest.quiet import quiet_ms, restarted
 from flows.ingest.records import Rejection, SourcedTick
 from flows.ingest.steps import Clock
 from schemas.alerts import Alert, AlertKind, AlertRule, RuleInvalid, decode_rule_record
@@ -97,10 +98,12 @@ class PriceAlerts:
         return alerts + self.tick(now_sys_ms)
 
     def tick(self, now_sys_ms: int) -> list[Alert]:
-        """Event time moves on with system time while the shard is quiet."""
+        """Event time moves on with system time while a live shard is quiet
+        (never while it replays a backlog: ``flows.ingest.quiet``)."""
         if self.newest_ms is None:
             return []
-        return self.book.on_watermark(self.newest_ms + max(0, now_sys_ms - self.newest_at_sys_ms))
+        idle = quiet_ms(self.newest_ms, self.newest_at_sys_ms, now_sys_ms)
+        return self.book.on_watermark(self.newest_ms + idle)
 
 
 ShardIn = tuple[str, Any]  # ("rules", [RuleChange]) or ("prices", [SourcedTick])
@@ -110,6 +113,8 @@ class PriceAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PriceAlerts]):
     def __init__(self, state: PriceAlerts, clock: Clock) -> None:
         self.state = state
         self.clock = clock
+        # Built once per execution: a restored shard's downtime is not a quiet feed.
+        state.newest_at_sys_ms = restarted(state.newest_at_sys_ms, clock())
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[list[Alert]], bool]:
         now = self.clock()

@@ -1,11 +1,14 @@
 """Step 4: OHLCV candles by event time over tumbling windows.
 
 The watermark of a shard is ``newest event time seen - allowed lateness``,
-and it also advances with system time while the shard is quiet (as
-Bytewax's ``EventClock`` does), so windows close on time even for symbols —
-or whole partitions — that stop ticking. A window closes once the watermark
-passes its end; a tick for a closed window is *late*: it is returned to the
-caller (for the dead-letter topic), never silently dropped.
+and it also advances with system time while a live shard is quiet (as
+Bytewax's ``EventClock`` does; never while it replays a backlog, see
+``flows.ingest.quiet``), so windows close on time even for symbols — or
+whole partitions — that stop ticking. A window closes once the watermark
+passes its end, checked after every tick (so which ticks are late depends
+on the order of the partition only, not on how it was split into batches);
+a tick for a closed window is *late*: it is returned to the caller (for the
+dead-letter topic), never silently dropped.
 
 Open/close are the prices with the smallest/largest event time (ties: first
 arrival), so out-of-order ticks within the lateness still produce the right
@@ -20,6 +23,7 @@ import heapq
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from flows.ingest.quiet import is_live, quiet_ms
 from flows.ingest.records import CandleRow, SourcedTick
 from schemas.fast import TickRow
 
@@ -55,7 +59,7 @@ class CandleBuilder:
     def watermark(self, now_sys_ms: int) -> int | None:
         if self.newest_ms is None:
             return None
-        idle = max(0, now_sys_ms - self.newest_at_sys_ms)
+        idle = quiet_ms(self.newest_ms, self.newest_at_sys_ms, now_sys_ms)
         return self.newest_ms - self.lateness_ms + idle
 
     def add(
@@ -63,6 +67,7 @@ class CandleBuilder:
     ) -> tuple[list[CandleRow], list[SourcedTick]]:
         """Fold consolidated prices in; return (closed candles, late prices)."""
         late: list[SourcedTick] = []
+        closed: list[CandleRow] = []
         for item in prices:
             row = item.tick
             start = row.ts_ms - row.ts_ms % self.window_ms
@@ -73,7 +78,13 @@ class CandleBuilder:
             if self.newest_ms is None or row.ts_ms > self.newest_ms:
                 self.newest_ms = row.ts_ms
                 self.newest_at_sys_ms = now_sys_ms
-        return self.close_due(now_sys_ms), late
+                mark = row.ts_ms - self.lateness_ms
+                if mark > self.closed_until_ms:
+                    if self.ends and self.ends[0] <= mark:
+                        closed += self._close_until(mark)
+                    else:
+                        self.closed_until_ms = mark
+        return closed + self.close_due(now_sys_ms), late
 
     def _fold(self, row: TickRow, start: int) -> None:
         key = (row.symbol, start)
@@ -137,7 +148,10 @@ class CandleBuilder:
         return closed
 
     def next_close_sys_ms(self) -> int | None:
-        """System time at which the earliest open window closes if nothing arrives."""
+        """System time at which the earliest open window closes if nothing
+        arrives; None if nothing is open or the shard replays a backlog."""
         if not self.ends or self.newest_ms is None:
+            return None
+        if not is_live(self.newest_ms, self.newest_at_sys_ms):
             return None
         return self.newest_at_sys_ms + (self.ends[0] - (self.newest_ms - self.lateness_ms))

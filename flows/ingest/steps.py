@@ -18,6 +18,7 @@ from flows.ingest.candles import CandleBuilder
 from flows.ingest.consolidate import Consolidator
 from flows.ingest.dedup import Deduplicator
 from flows.ingest.encode import late_rejection
+from flows.ingest.quiet import restarted
 from flows.ingest.records import CandleRow, Rejection, SourcedTick
 
 Clock = Callable[[], int]  # epoch ms
@@ -73,6 +74,8 @@ class CandleLogic(StatefulBatchLogic[list[SourcedTick], CandleOut, CandleBuilder
         self.state = state
         self.clock = clock
         self.flush_at_eof = flush_at_eof
+        # Built once per execution: a restored shard's downtime is not a quiet feed.
+        state.newest_at_sys_ms = restarted(state.newest_at_sys_ms, clock())
 
     def on_batch(self, values: list[list[SourcedTick]]) -> tuple[list[CandleOut], bool]:
         now = self.clock()

@@ -7,6 +7,11 @@ A valuation for the window ending at W uses, per symbol, the last price with
 the windows just closed (only those with changes) and the new watermark, so
 the cost per window grows with the symbols that moved, not with ticks, and
 quiet periods cost nothing.
+
+Windows are released as soon as a tick moves the watermark past them, so
+which ticks miss their window (``late``) depends on the order of the
+partition only, never on how it was split into batches; system time moves
+the watermark only while the shard is live (``flows.ingest.quiet``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
+from flows.ingest.quiet import is_live, quiet_ms
 from flows.ingest.records import SourcedTick
 
 
@@ -49,9 +55,12 @@ class PriceCoalescer:
     def watermark(self, now_sys_ms: int) -> int | None:
         if self.newest_ms is None:
             return None
-        return self.newest_ms - self.lateness_ms + max(0, now_sys_ms - self.newest_at_sys_ms)
+        idle = quiet_ms(self.newest_ms, self.newest_at_sys_ms, now_sys_ms)
+        return self.newest_ms - self.lateness_ms + idle
 
     def add(self, ticks: list[SourcedTick], now_sys_ms: int) -> ClosedWindows | None:
+        before = self.closed_until_ms
+        released: list[tuple[int, dict[str, PriceChange]]] = []
         for item in ticks:
             t = item.tick
             end = self.window_end(t.ts_ms)
@@ -69,7 +78,16 @@ class PriceCoalescer:
             if self.newest_ms is None or t.ts_ms > self.newest_ms:
                 self.newest_ms = t.ts_ms
                 self.newest_at_sys_ms = now_sys_ms
-        return self.release(now_sys_ms)
+                mark = t.ts_ms - self.lateness_ms
+                if mark - mark % self.window_ms > self.closed_until_ms:
+                    closed = self._release_until(mark - mark % self.window_ms)
+                    released += closed.windows if closed is not None else []
+        last = self.release(now_sys_ms)
+        if last is not None:
+            released += last.windows
+        if self.closed_until_ms <= before:
+            return None
+        return ClosedWindows(self.shard, self.closed_until_ms, released)
 
     def release(self, now_sys_ms: int) -> ClosedWindows | None:
         watermark = self.watermark(now_sys_ms)
@@ -91,7 +109,9 @@ class PriceCoalescer:
         return ClosedWindows(self.shard, boundary, windows)
 
     def next_release_sys_ms(self) -> int | None:
-        if self.newest_ms is None:
+        """When system time alone releases the next window; None if the
+        shard has seen nothing or replays a backlog."""
+        if self.newest_ms is None or not is_live(self.newest_ms, self.newest_at_sys_ms):
             return None
         next_boundary = self.closed_until_ms + self.window_ms
         if self.pending:

@@ -8,6 +8,7 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from flows.ingest.quiet import restarted
 from flows.ingest.records import SourcedTick
 from flows.ingest.steps import Clock
 from flows.portfolio.fast_valuation import Valuer
@@ -29,6 +30,8 @@ class CoalesceLogic(StatefulBatchLogic[list[SourcedTick], ClosedWindows, PriceCo
         self.state = state
         self.clock = clock
         self.release_at_eof = release_at_eof
+        # Built once per execution: a restored shard's downtime is not a quiet feed.
+        state.newest_at_sys_ms = restarted(state.newest_at_sys_ms, clock())
 
     def on_batch(self, values: list[list[SourcedTick]]) -> tuple[list[ClosedWindows], bool]:
         now = self.clock()
