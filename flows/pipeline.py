@@ -3,6 +3,7 @@
 ticks ─ ingest ─┬─ prices, candles, tick history
                 └─ consolidated prices ─ valuation ─┬─ valuations
 transactions ───────────────────────────────────────┴─ ledger, positions
+valuation outputs + alerts ─ dashboard ─ cards (Redis, Postgres)
 every rejection ─ pipeline.dlq
 """
 
@@ -25,6 +26,7 @@ from flows.alerts.stream import (
     decode_rules,
     route_rules,
 )
+from flows.dashboard.flow import DashboardConfig, DashboardSinks, add_dashboard
 from flows.ingest.encode import KeyedBytes
 from flows.ingest.flow import IngestConfig, IngestSinks, add_dead_letters, add_ingest, wall_clock_ms
 from flows.ingest.steps import Clock
@@ -54,6 +56,7 @@ class PipelineSinks:
     valuation: ValuationSinks
     alerts: AlertSinks = field(default_factory=AlertSinks)
     dead_letters: Sink[list[KeyedBytes]] | None = None
+    dashboard: DashboardSinks | None = None  # None: no dashboard step
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class PipelineConfig:
     ingest: IngestConfig
     valuation: ValuationConfig
     price_shards: tuple[str, ...] = ()  # keys of the tick input partitions (alert routing)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
 
 def build_flow(
@@ -74,7 +78,8 @@ def build_flow(
     prices, rejects = add_ingest(
         op.input("ticks_in", flow, sources.ticks), sinks.ingest, config.ingest, clock
     )
-    shard_out = None
+    shard_out: Stream[Any] | None = None
+    alerts: Stream[Any] | None = None
     if sources.transactions is not None:
         txns = op.input("transactions_in", flow, sources.transactions)
         txn_rejects, shard_out = add_valuation(
@@ -83,8 +88,11 @@ def build_flow(
         rejects = op.merge("all_rejects", rejects, txn_rejects)
     if sources.rules is not None:
         rules = op.input("rules_in", flow, sources.rules)
-        rule_rejects = _add_alerts(rules, prices, shard_out, sinks.alerts, config, clock)
+        rule_rejects, alerts = _add_alerts(rules, prices, shard_out, sinks.alerts, config, clock)
         rejects = op.merge("with_rule_rejects", rejects, rule_rejects)
+    if shard_out is not None and sinks.dashboard is not None:
+        shards = config.valuation.portfolio_shards
+        add_dashboard(shard_out, alerts, sinks.dashboard, config.dashboard, shards, clock)
     if sinks.dead_letters is not None:
         add_dead_letters(rejects, sinks.dead_letters, clock)
     return flow
@@ -97,7 +105,8 @@ def _add_alerts(
     sinks: AlertSinks,
     config: PipelineConfig,
     clock: Clock,
-) -> Stream[Any]:
+) -> tuple[Stream[Any], Stream[Any]]:
+    """Wire alerts; returns (rule rejections, alert lists for the dashboard)."""
     decoded = op.map("decode_rules", rule_batches, decode_rules)
     portfolio_shards = config.valuation.portfolio_shards if shard_out is not None else ()
     routed = op.flat_map(
@@ -126,8 +135,9 @@ def _add_alerts(
             "portfolio_alerts", portfolio_in, lambda s: PortfolioAlertLogic(s or RuleBook())
         )
         alerts = op.merge("all_alerts", alerts, portfolio_alerts)
-    _wire_alerts(op.key_rm("alerts_unkeyed", alerts), sinks)
-    return op.filter_map("rule_rejects", decoded, lambda r: r[1] or None)
+    unkeyed = op.key_rm("alerts_unkeyed", alerts)
+    _wire_alerts(unkeyed, sinks)
+    return op.filter_map("rule_rejects", decoded, lambda r: r[1] or None), unkeyed
 
 
 def _wire_alerts(alerts: Stream[Any], sinks: AlertSinks) -> None:

@@ -16,6 +16,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from connectors.kafka.admin import describe_topics
 from connectors.kafka.errors import KafkaConnectorError
 from connectors.kafka.source import KafkaBatchSource
+from flows.dashboard.flow import DashboardConfig, DashboardSinks
 from flows.ingest.flow import IngestConfig, IngestSinks
 from flows.ingest.validate import ValidationLimits
 from flows.pipeline import (
@@ -30,9 +31,11 @@ from folio.settings import Settings
 from schemas.topics import TOPICS
 from sinks.kafka import KafkaTopicSink
 from sinks.postgres.alerts import alerts_sink
+from sinks.postgres.dashboards import dashboards_sink
 from sinks.postgres.ledger import ledger_sink
 from sinks.postgres.valuations import latest_valuation_sink
 from sinks.redis.alerts import RedisAlertSink
+from sinks.redis.dashboard import RedisDashboardSink
 from sinks.redis.documents import valuation_cache_sink
 from sinks.redis.prices import RedisPriceSink
 
@@ -107,6 +110,13 @@ def alert_sinks(settings: Settings, clickhouse: Any | None) -> AlertSinks:
     )
 
 
+def dashboard_sinks(settings: Settings) -> DashboardSinks:
+    return DashboardSinks(
+        cache=RedisDashboardSink(settings.redis_url.get_secret_value(), settings.redis_prefix),
+        store=dashboards_sink(settings.postgres_dsn.get_secret_value()),
+    )
+
+
 def pipeline_config(settings: Settings, exit_at_end: bool) -> PipelineConfig:
     partitions = describe_topics(settings.kafka_client_config())
 
@@ -127,6 +137,7 @@ def pipeline_config(settings: Settings, exit_at_end: bool) -> PipelineConfig:
             wait_for_transactions=True,  # KafkaBatchSource emits end markers
         ),
         price_shards=shards(settings.topics.ticks),
+        dashboard=DashboardConfig(flush_ms=settings.window_live_ms, drain_at_eof=exit_at_end),
     )
 
 
@@ -152,6 +163,7 @@ def pipeline_flow(
         valuation=valuation_sinks(settings, clickhouse),
         alerts=alert_sinks(settings, clickhouse),
         dead_letters=KafkaTopicSink(kafka, topics.dlq),
+        dashboard=dashboard_sinks(settings),
     )
     return build_flow(sources, sinks, pipeline_config(settings, exit_at_end))
 

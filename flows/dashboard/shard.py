@@ -1,0 +1,145 @@
+"""Dashboard state per user shard (``users#{crc32(user_id) % n}``), and the
+routing that turns portfolio shard outputs and alerts into at most one item
+per user shard.
+
+Keying by a user shard rather than by user keeps Bytewax's per-item cost
+per batch (at most n items per shard output), not per valuation.
+
+Emission: ``flush`` returns one ``DashboardUpdate`` per user with a card
+whose content changed since it was last emitted, and nothing else; the
+Bytewax step calls it at most once per ``flush_ms`` of wall time, so a user
+gets at most one update per live window however many inputs arrived.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import NamedTuple
+
+from flows.dashboard.board import DashboardUpdate, UserBoard
+from flows.dashboard.compute import Benchmark, Caches, CardMaker, CardSettings
+from flows.portfolio.valuation_record import ValuationRecord
+from flows.valuation.shard import AppliedTransaction, ShardOutput
+from schemas.alerts import Alert
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class ShardInput(NamedTuple):
+    """What one user shard gets from one upstream item."""
+
+    live: list[ValuationRecord]
+    applied: list[AppliedTransaction]
+    benchmarks: list[tuple[str, int, Decimal]]
+    alerts: list[Alert]
+
+
+class Router:
+    """Splits upstream items by user shard; caches each user's shard."""
+
+    def __init__(self, shards: int, benchmark_source: str) -> None:
+        self.keys = tuple(f"users#{i}" for i in range(shards))
+        self.benchmark_source = benchmark_source  # the one portfolio shard whose prices count
+        self._shard_of: dict[str, str] = {}
+
+    def key(self, user_id: str) -> str:
+        key = self._shard_of.get(user_id)
+        if key is None:
+            key = self.keys[zlib.crc32(user_id.encode()) % len(self.keys)]
+            self._shard_of[user_id] = key
+        return key
+
+    def _slot(self, slots: dict[str, ShardInput], key: str) -> ShardInput:
+        slot = slots.get(key)
+        if slot is None:
+            slot = slots[key] = ShardInput([], [], [], [])
+        return slot
+
+    def output(self, source: str, out: ShardOutput) -> list[tuple[str, ShardInput]]:
+        slots: dict[str, ShardInput] = {}
+        for record in out.live:
+            self._slot(slots, self.key(record.user_id)).live.append(record)
+        for applied in out.applied:
+            self._slot(slots, self.key(applied.txn.user_id)).applied.append(applied)
+        if out.benchmarks and source == self.benchmark_source:
+            for key in self.keys:
+                self._slot(slots, key).benchmarks.extend(out.benchmarks)
+        return list(slots.items())
+
+    def alerts(self, alerts: list[Alert]) -> list[tuple[str, ShardInput]]:
+        slots: dict[str, ShardInput] = {}
+        for alert in alerts:
+            self._slot(slots, self.key(alert.user_id)).alerts.append(alert)
+        return list(slots.items())
+
+
+@dataclass
+class DashboardShard:
+    settings: CardSettings = field(default_factory=CardSettings)
+    users: dict[str, UserBoard] = field(default_factory=dict)
+    bench: Benchmark = field(default_factory=Benchmark)
+    firsts: dict[str, tuple[int, Decimal]] = field(default_factory=dict)  # symbol -> day's first
+    pending: set[str] = field(default_factory=set)  # users with dirty cards
+    caches: Caches = field(default_factory=Caches, compare=False, repr=False)
+    changed: set[str] = field(default_factory=set, compare=False, repr=False)  # since snapshot
+
+    def board(self, user_id: str) -> UserBoard:
+        board = self.users.get(user_id)
+        if board is None:
+            board = self.users[user_id] = UserBoard(user_id)
+        self.pending.add(user_id)
+        self.changed.add(user_id)
+        return board
+
+    def add(self, item: ShardInput) -> None:
+        keep = self.settings.activity_items
+        for symbol, ts_ms, price in item.benchmarks:
+            if symbol == self.settings.benchmark:
+                self.bench.add(ts_ms, price)
+        for applied in item.applied:  # before valuations: a flow precedes its window's close
+            self.board(applied.txn.user_id).add_applied(applied, keep)
+        for record in item.live:
+            self.board(record.user_id).add_valuation(record)
+        for alert in item.alerts:
+            self.board(alert.user_id).add_alert(alert, keep)
+
+    def flush(self) -> list[DashboardUpdate]:
+        """The changed cards of every user touched since the last flush."""
+        maker = CardMaker(self.settings, self.caches)
+        out = []
+        for user_id in sorted(self.pending):
+            board = self.users[user_id]
+            cards = board.publish(maker.bodies(board, self.bench, self.firsts))
+            if cards:
+                out.append(DashboardUpdate(user_id, cards))
+        self.pending.clear()
+        return out
+
+
+class DashboardSnapshot(NamedTuple):
+    users: dict[str, bytes]  # user id -> pickled UserBoard
+    rest: bytes  # the shard without users
+
+
+class Snapshotter:
+    """Re-pickles only the users changed since the last snapshot (as
+    ``flows.valuation.snapshot`` does for ledgers)."""
+
+    def __init__(self, users: dict[str, bytes] | None = None) -> None:
+        self._users = dict(users or {})
+
+    def take(self, shard: DashboardShard) -> DashboardSnapshot:
+        for user_id in shard.changed:
+            self._users[user_id] = pickle.dumps(shard.users[user_id], _PROTOCOL)
+        shard.changed.clear()
+        rest = replace(shard, users={}, caches=Caches(), changed=set())
+        return DashboardSnapshot(dict(self._users), pickle.dumps(rest, _PROTOCOL))
+
+
+def restore(snapshot: DashboardSnapshot) -> tuple[DashboardShard, Snapshotter]:
+    shard: DashboardShard = pickle.loads(snapshot.rest)
+    shard.users = {uid: pickle.loads(raw) for uid, raw in snapshot.users.items()}
+    return shard, Snapshotter(snapshot.users)

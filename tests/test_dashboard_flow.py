@@ -1,0 +1,183 @@
+"""The dashboard inside ``flows.pipeline.build_flow``: ticks and
+transactions in (Bytewax testing sources), cards out to a testing sink and
+the real Redis sink; then a replay of the same input changes nothing.
+Also: the dashboard shard's snapshots restore it exactly."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import orjson
+import redis
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from flows.dashboard.board import DashboardUpdate
+from flows.dashboard.flow import DashboardConfig, DashboardSinks
+from flows.dashboard.shard import DashboardShard, ShardInput, Snapshotter, restore
+from flows.ingest.flow import IngestConfig, IngestSinks
+from flows.pipeline import PipelineConfig, PipelineSinks, PipelineSources, build_flow
+from flows.valuation.flow import ValuationConfig, ValuationSinks
+from schemas.envelope import RawBatch, RawRecord
+from schemas.topics import RedisKeys
+from sinks.redis.dashboard import RedisDashboardSink
+from tests.conftest import REDIS_URL
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+NOW = ms("2024-03-16T00:00:00")
+DAY1, DAY2 = "2024-03-14T", "2024-03-15T"
+PRICES = {  # symbol -> [(time, price)]: two days
+    "SPY": [(DAY1 + "10:00", "400"), (DAY1 + "20:00", "404")],
+    "AAA": [(DAY1 + "10:00", "10"), (DAY1 + "20:00", "11")],
+    "BBB": [(DAY1 + "10:00", "20"), (DAY1 + "20:00", "19")],
+}
+PRICES["SPY"] += [(DAY2 + "10:00", "406"), (DAY2 + "15:00", "410")]
+PRICES["AAA"] += [(DAY2 + "10:00", "11"), (DAY2 + "15:00", "12")]
+PRICES["BBB"] += [(DAY2 + "10:00", "20"), (DAY2 + "15:00", "18")]
+TXNS = [
+    ("p1", "u1", "DEPOSIT", {"amount": "10000"}, "2024-03-13T09:00"),
+    ("p1", "u1", "BUY", {"symbol": "AAA", "quantity": "100", "price": "10"}, "2024-03-13T09:01"),
+    ("p1", "u1", "BUY", {"symbol": "BBB", "quantity": "50", "price": "20"}, "2024-03-13T09:02"),
+    ("p1", "u1", "DIVIDEND", {"symbol": "AAA", "amount": "5"}, "2024-03-14T12:00"),
+    ("p2", "u2", "DEPOSIT", {"amount": "500"}, "2024-03-13T09:00"),
+]
+
+
+def tick_batches() -> list[RawBatch]:
+    rows = sorted((ms(t), s, p) for s, points in PRICES.items() for t, p in points)
+    records = [
+        RawRecord(
+            n, s.encode(), orjson.dumps({"symbol": s, "price": p, "ts": ts, "provider": "alpha"})
+        )
+        for n, (ts, s, p) in enumerate(rows)
+    ]
+    return [RawBatch("ticks", 0, records[i : i + 3]) for i in range(0, len(records), 3)]
+
+
+def txn_batches() -> list[RawBatch]:
+    records = []
+    for n, (pid, user, kind, extra, at) in enumerate(TXNS):
+        doc = {"txn_id": f"t{n}", "portfolio_id": pid, "user_id": user, "type": kind}
+        doc |= extra | {"executed_at": at + ":00Z"}
+        records.append(RawRecord(n, pid.encode(), orjson.dumps(doc)))
+    return [RawBatch("txns", 0, records)]
+
+
+def rule_batches() -> list[RawBatch]:
+    rule = {"rule_id": "r1", "user_id": "u1", "portfolio_id": "p1"}
+    rule |= {"kind": "dividend_received", "threshold": "0"}
+    return [RawBatch("rules", 0, [RawRecord(0, b"r1", orjson.dumps(rule))])]
+
+
+def run(redis_prefix: str) -> list[DashboardUpdate]:
+    captured: list[list[DashboardUpdate]] = []
+    sinks = PipelineSinks(
+        ingest=IngestSinks(),
+        valuation=ValuationSinks(),
+        dashboard=DashboardSinks(
+            cache=RedisDashboardSink(REDIS_URL, redis_prefix), store=TestingSink(captured)
+        ),
+    )
+    config = PipelineConfig(
+        ingest=IngestConfig(),
+        valuation=ValuationConfig(portfolio_shards=("txns#0",), live_window_ms=1_000),
+        price_shards=("ticks#0",),
+        dashboard=DashboardConfig(user_shards=4, flush_ms=0),
+    )
+    sources = PipelineSources(
+        TestingSource(tick_batches()), TestingSource(txn_batches()), TestingSource(rule_batches())
+    )
+    run_main(build_flow(sources, sinks, config, clock=lambda: NOW, flow_id="dash_e2e"))
+    return [update for rows in captured for update in rows]
+
+
+def test_cards_through_the_pipeline_and_replay(redis_prefix: str):
+    updates = run(redis_prefix)
+
+    # Every emitted card is a change: per user and card, versions rise and bodies differ.
+    last: dict[tuple[str, str], tuple[int, dict]] = {}
+    for update in updates:
+        for name, card in update.cards.items():
+            doc = orjson.loads(card.json)
+            body = {k: v for k, v in doc.items() if k not in ("version", "as_of")}
+            before = last.get((update.user_id, name))
+            if before is not None:
+                assert card.version > before[0] and body != before[1]
+            last[(update.user_id, name)] = (card.version, body)
+    u2 = [set(u.cards) for u in updates if u.user_id == "u2"]
+    assert u2 == [{"performance", "allocation", "movers", "activity"}]  # one valuation, no income
+
+    client = redis.Redis.from_url(REDIS_URL)
+    key = RedisKeys(redis_prefix).dashboard("u1")
+    doc = orjson.loads(client.get(key) or b"null")
+    cards = doc["cards"]
+    assert doc["user_id"] == "u1" and doc["version"] == max(c["version"] for c in cards.values())
+
+    perf = cards["performance"]
+    # cash 10000 - 1000 - 1000 + 5 = 8005; AAA 100 x 12; BBB 50 x 18
+    assert perf["value"] == "10105"
+    # the day before closed at 8005 + 100 x 11 + 50 x 19 = 10055
+    assert perf["day_change"] == "50"
+    assert perf["benchmark"] == "SPY" and perf["returns"]["1m"]["twr"] is None
+    # 11 x 100 + 20 x 50 at 10:00 and 12 x 100 + 18 x 50 at 15:00 are equal:
+    # the 15:00 update changed allocation and movers, not performance.
+    assert perf["as_of"] == "2024-03-15T10:00:01.000Z"
+    assert cards["allocation"]["as_of"] == "2024-03-15T15:00:01.000Z"
+
+    alloc = cards["allocation"]
+    assert [(r["symbol"], r["weight"]) for r in alloc["by_symbol"]] == [
+        ("AAA", "0.571429"),
+        ("BBB", "0.428571"),
+    ]
+    assert alloc["cash"] == "8005"
+
+    movers = cards["movers"]  # against the first prices of 2024-03-15: AAA 11, BBB 20
+    assert movers["day"] == "2024-03-15"
+    assert [(m["symbol"], m["change_pct"]) for m in movers["gainers"]] == [("AAA", "0.090909")]
+    assert [(m["symbol"], m["change_pct"]) for m in movers["losers"]] == [("BBB", "-0.1")]
+
+    income = cards["income"]
+    assert income["this_month"] == {"USD": "5"} and income["projected_annual"] == {"USD": "5"}
+    assert income["yield_on_cost"] == {"USD": "0.0025"}  # 5 / 2000
+    assert [p["date"] for p in income["next_payments"]] == ["2025-03-14"]
+
+    activity = cards["activity"]
+    assert [t["txn_id"] for t in activity["transactions"]] == ["t3", "t2", "t1", "t0"]
+    [alert] = activity["alerts"]  # routed from the alert step
+    assert alert["kind"] == "dividend_received" and alert["triggered_at"].startswith("2024-03-14")
+
+    # A replay from scratch (same inputs) writes nothing new.
+    keys = list(client.scan_iter(f"{redis_prefix}:dashboard:*"))
+    stored = {k: client.get(k) for k in keys if client.type(k) == b"string"}
+    stored_hashes = {k: client.hgetall(k) for k in keys if client.type(k) == b"hash"}
+    assert len(stored) == 2 and len(stored_hashes) == 4
+    pubsub = client.pubsub()
+    channels = [RedisKeys(redis_prefix).user_channel(u) for u in ("u1", "u2")]
+    pubsub.subscribe(*channels)
+    assert run(redis_prefix)
+    client.publish(channels[0], b"marker")  # after the replay: must be the first message
+    message = pubsub.get_message(timeout=5)
+    while message is not None and message["type"] == "subscribe":
+        message = pubsub.get_message(timeout=5)
+    assert message is not None and message["data"] == b"marker"
+    pubsub.close()
+    assert {k: client.get(k) for k in stored} == stored
+    assert {k: client.hgetall(k) for k in stored_hashes} == stored_hashes
+    client.close()
+
+
+def test_dashboard_shard_snapshot_restores_it():
+    shard = DashboardShard()
+    shard.add(ShardInput([], [], [("SPY", ms("2024-03-14T10:00"), Decimal(400))], []))
+    snapshotter = Snapshotter()
+    first = snapshotter.take(shard)
+    restored, _ = restore(pickle.loads(pickle.dumps(first)))
+    assert restored == shard
+    assert restored.bench.closes == {
+        ms("2024-03-14T10:00") // 86_400_000: (ms("2024-03-14T10:00"), Decimal(400))
+    }
