@@ -64,6 +64,9 @@ class PipelineConfig:
     ingest: IngestConfig
     valuation: ValuationConfig
     price_shards: tuple[str, ...] = ()  # keys of the tick input partitions (alert routing)
+    # Alerts wait for the rules topic's end marker after each (re)start
+    # (flows.alerts.stream); only for sources that emit end markers.
+    wait_for_rules: bool = False
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
 
@@ -123,7 +126,9 @@ def _add_alerts(
         op.map_value("prices_for_alerts", prices, lambda ticks: ("prices", ticks)),
     )
     alerts = op.stateful_batch(
-        "price_alerts", price_in, lambda s: PriceAlertLogic(s or PriceAlerts(), clock)
+        "price_alerts",
+        price_in,
+        lambda s: PriceAlertLogic(s or PriceAlerts(), clock, config.wait_for_rules),
     )
     if shard_out is not None:
         portfolio_in = op.merge(
@@ -132,7 +137,9 @@ def _add_alerts(
             op.map_value("outputs_for_alerts", shard_out, lambda out: ("outputs", out)),
         )
         portfolio_alerts = op.stateful_batch(
-            "portfolio_alerts", portfolio_in, lambda s: PortfolioAlertLogic(s or RuleBook())
+            "portfolio_alerts",
+            portfolio_in,
+            lambda s: PortfolioAlertLogic(s or RuleBook(), config.wait_for_rules),
         )
         alerts = op.merge("all_alerts", alerts, portfolio_alerts)
     unkeyed = op.key_rm("alerts_unkeyed", alerts)

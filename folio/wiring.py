@@ -137,6 +137,7 @@ def pipeline_config(settings: Settings, exit_at_end: bool) -> PipelineConfig:
             wait_for_transactions=True,  # KafkaBatchSource emits end markers
         ),
         price_shards=shards(settings.topics.ticks),
+        wait_for_rules=True,  # KafkaBatchSource emits end markers
         dashboard=DashboardConfig(flush_ms=settings.window_live_ms, drain_at_eof=exit_at_end),
     )
 

@@ -7,6 +7,12 @@ watching a portfolio go to every portfolio shard; a tombstone carries only
 its rule_id, so it goes everywhere. A price shard parks ``feed_stale`` rules
 for symbols it has never priced: only the shard that carries a symbol may
 decide that its feed went silent.
+
+Rules before prices: a rule that reaches a shard after prices that crossed
+it fires at a different crossing, so with ``wait_for_rules`` both alert
+steps hold their input after each (re)start until the rules topic was read
+to its end (the source's end marker, decoded as ``RULES_END`` and routed to
+every shard like a tombstone). Held input lives in the snapshotted state.
 """
 
 from __future__ import annotations
@@ -27,11 +33,15 @@ from schemas.alerts import Alert, AlertKind, AlertRule, RuleInvalid, decode_rule
 from schemas.envelope import RawBatch
 
 RuleChange = tuple[str, AlertRule | None]  # (rule_id, rule or None for a removal)
+# The rules topic was read to its end (no real rule_id is empty).
+RULES_END: RuleChange = ("", None)
 _RETAIN = False
 STALE_CHECK_MS = 1_000
 
 
 def decode_rules(batch: RawBatch) -> tuple[list[RuleChange], list[Rejection]]:
+    if not batch.records:  # the source's end marker
+        return [RULES_END], []
     changes: list[RuleChange] = []
     rejected: list[Rejection] = []
     for offset, key, value in batch.records:
@@ -64,6 +74,12 @@ def route_rules(
     return routed
 
 
+def _split_end(changes: list[RuleChange]) -> tuple[list[RuleChange], bool]:
+    """(the real rule changes, whether the end marker was among them)."""
+    real = [c for c in changes if c[0] != RULES_END[0]]
+    return real, len(real) != len(changes)
+
+
 @dataclass
 class PriceAlerts:
     book: RuleBook = field(default_factory=RuleBook)
@@ -71,6 +87,7 @@ class PriceAlerts:
     parked: dict[str, dict[str, AlertRule]] = field(default_factory=dict)  # symbol -> stale rules
     newest_ms: int | None = None
     newest_at_sys_ms: int = 0
+    waiting: list[list[SourcedTick]] = field(default_factory=list)  # until the rules are read
 
     def apply_rules(self, changes: list[RuleChange]) -> None:
         for rule_id, rule in changes:
@@ -110,20 +127,31 @@ ShardIn = tuple[str, Any]  # ("rules", [RuleChange]) or ("prices", [SourcedTick]
 
 
 class PriceAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PriceAlerts]):
-    def __init__(self, state: PriceAlerts, clock: Clock) -> None:
+    def __init__(self, state: PriceAlerts, clock: Clock, wait_for_rules: bool = False) -> None:
         self.state = state
         self.clock = clock
-        # Built once per execution: a restored shard's downtime is not a quiet feed.
+        # Built once per execution: a restored shard's downtime is not a quiet
+        # feed, and the rules are awaited again.
         state.newest_at_sys_ms = restarted(state.newest_at_sys_ms, clock())
+        state.__dict__.setdefault("waiting", [])  # snapshots from before it existed
+        self.ready = not wait_for_rules
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[list[Alert]], bool]:
         now = self.clock()
         alerts: list[Alert] = []
         for kind, payload in values:
             if kind == "rules":
-                self.state.apply_rules(payload)
-            else:
+                changes, at_end = _split_end(payload)
+                self.state.apply_rules(changes)
+                if at_end and not self.ready:
+                    self.ready = True
+                    for ticks in self.state.waiting:
+                        alerts += self.state.observe(ticks, now)
+                    self.state.waiting = []
+            elif self.ready:
                 alerts += self.state.observe(payload, now)
+            else:
+                self.state.waiting.append(payload)
         return ([alerts] if alerts else []), _RETAIN
 
     def on_notify(self) -> tuple[list[list[Alert]], bool]:
@@ -139,27 +167,44 @@ class PriceAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PriceAlerts]):
         return copy.deepcopy(self.state)
 
 
-class PortfolioAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], RuleBook]):
+@dataclass
+class PortfolioAlerts:
+    book: RuleBook = field(default_factory=RuleBook)
+    waiting: list[Any] = field(default_factory=list)  # shard outputs until the rules are read
+
+
+class PortfolioAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PortfolioAlerts]):
     """Portfolio rules next to the portfolio shard's output: valuations
     (goal, drawdown, pct_move, concentration, drift) and applied dividends."""
 
-    def __init__(self, state: RuleBook) -> None:
-        self.state = state
+    def __init__(self, state: PortfolioAlerts | RuleBook, wait_for_rules: bool = False) -> None:
+        # A bare RuleBook: a snapshot from before PortfolioAlerts existed.
+        self.state = state if isinstance(state, PortfolioAlerts) else PortfolioAlerts(state)
+        self.ready = not wait_for_rules  # awaited again after every (re)start
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[list[Alert]], bool]:
         alerts: list[Alert] = []
+        book = self.state.book
         for kind, payload in values:
             if kind == "rules":
-                for rule_id, rule in payload:
+                changes, at_end = _split_end(payload)
+                for rule_id, rule in changes:
                     if rule is None:
-                        self.state.remove(rule_id)
+                        book.remove(rule_id)
                     else:
-                        self.state.upsert(rule)
+                        book.upsert(rule)
+                if at_end and not self.ready:
+                    self.ready = True
+                    for out in self.state.waiting:
+                        alerts += observe_shard_output(book, out)
+                    self.state.waiting = []
+            elif self.ready:
+                alerts += observe_shard_output(book, payload)
             else:
-                alerts += observe_shard_output(self.state, payload)
+                self.state.waiting.append(payload)
         return ([alerts] if alerts else []), _RETAIN
 
-    def snapshot(self) -> RuleBook:
+    def snapshot(self) -> PortfolioAlerts:
         return copy.deepcopy(self.state)
 
 
