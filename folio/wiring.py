@@ -135,6 +135,7 @@ def pipeline_config(settings: Settings, exit_at_end: bool) -> PipelineConfig:
             max_message_bytes=settings.max_message_bytes,
             drain_at_eof=exit_at_end,
             wait_for_transactions=True,  # KafkaBatchSource emits end markers
+            price_shards=shards(settings.topics.ticks),
         ),
         price_shards=shards(settings.topics.ticks),
         wait_for_rules=True,  # KafkaBatchSource emits end markers

@@ -86,7 +86,9 @@ def add_ingest(
     keyed = op.key_on("by_shard", batches, lambda b: b.shard)
     decoder = cfg.limits.decoder()  # one per flow: its caches serve every batch
     checked = op.map_value("validate", keyed, lambda b: _validate(b, clock, cfg.limits, decoder))
-    valid = op.filter_map_value("valid", checked, lambda r: r[0] or None)
+    # An end marker (a batch with no records: nothing valid, nothing rejected)
+    # goes on as an empty list: the valuation waits for every price shard.
+    valid = op.filter_map_value("valid", checked, lambda r: r[0] if r[0] or not r[1] else None)
     invalid = op.filter_map_value("invalid", checked, lambda r: r[1] or None)
 
     fresh = op.stateful_batch(

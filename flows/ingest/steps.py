@@ -36,7 +36,7 @@ class DedupLogic(StatefulBatchLogic[list[SourcedTick], list[SourcedTick], Dedupl
             fresh, repeats = self.state.filter(ticks)
             if repeats:
                 metrics.DUPLICATES.inc(repeats)
-            if fresh:
+            if fresh or not ticks:  # an empty list is an end marker: pass it on
                 out.append(fresh)
         return out, _RETAIN
 
@@ -59,6 +59,7 @@ class ConsolidateLogic(StatefulBatchLogic[list[SourcedTick], list[SourcedTick], 
                 metrics.HELD_BACK.inc(held_back)
             if chosen:
                 metrics.PRICES_OUT.inc(len(chosen))
+            if chosen or not ticks:  # an empty list is an end marker: pass it on
                 out.append(chosen)
         return out, _RETAIN
 

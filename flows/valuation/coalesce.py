@@ -31,10 +31,12 @@ class PriceChange(NamedTuple):
 
 
 class ClosedWindows(NamedTuple):
-    """From one price shard: windows closed up to ``watermark_ms``."""
+    """From one price shard: windows closed up to ``watermark_ms``; a
+    ``None`` watermark (no windows) says the shard read its partition to
+    the end and has seen no tick yet."""
 
     shard: str
-    watermark_ms: int
+    watermark_ms: int | None
     windows: list[tuple[int, dict[str, PriceChange]]]  # (window end, changes), ascending
 
 
@@ -59,6 +61,8 @@ class PriceCoalescer:
         return self.newest_ms - self.lateness_ms + idle
 
     def add(self, ticks: list[SourcedTick], now_sys_ms: int) -> ClosedWindows | None:
+        if not ticks and self.newest_ms is None:
+            return ClosedWindows(self.shard, None, [])  # an end marker of an empty shard
         before = self.closed_until_ms
         released: list[tuple[int, dict[str, PriceChange]]] = []
         for item in ticks:

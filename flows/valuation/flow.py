@@ -35,6 +35,9 @@ class ValuationConfig:
     # were read faster, so the result does not depend on which input the
     # consumers happened to fetch first.
     wait_for_transactions: bool = False
+    # Keys of the tick input partitions: no window is valued before each
+    # reported a watermark or that it has no ticks (needs end markers).
+    price_shards: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def add_valuation(
             clock,
             cfg.drain_at_eof,
             cfg.wait_for_transactions,
+            cfg.price_shards,
         ),
     )
     out = op.key_rm("portfolio_out", outputs)

@@ -89,6 +89,7 @@ class PortfolioShard:
     buffer: OrderedTransactionBuffer = field(default_factory=lambda: OrderedTransactionBuffer(0))
     late: list[Transaction] = field(default_factory=list)
     shard_watermarks: dict[str, int] = field(default_factory=dict)
+    empty_price_shards: set[str] = field(default_factory=set)
     pending: dict[int, dict[str, PriceChange]] = field(default_factory=dict)
     processed_until: int = _NEVER
     days: dict[str, DayMark] = field(default_factory=dict)
@@ -107,6 +108,9 @@ class PortfolioShard:
                 self.late.append(txn)  # behind windows already valued: apply next
 
     def add_prices(self, closed: ClosedWindows) -> None:
+        if closed.watermark_ms is None:  # that price shard has no ticks (yet)
+            self.empty_price_shards.add(closed.shard)
+            return
         previous = self.shard_watermarks.get(closed.shard, _NEVER)
         self.shard_watermarks[closed.shard] = max(previous, closed.watermark_ms)
         for end, changes in closed.windows:
@@ -118,6 +122,13 @@ class PortfolioShard:
 
     def watermark(self) -> int | None:
         return min(self.shard_watermarks.values()) if self.shard_watermarks else None
+
+    def heard_from(self, price_shards: tuple[str, ...]) -> bool:
+        """Every price shard reported a watermark or that it has no ticks:
+        before that, the watermark would ignore a shard that is merely
+        slower to fetch, and its prices would miss their windows."""
+        marks, empty = self.shard_watermarks, self.empty_price_shards
+        return all(s in marks or s in empty for s in price_shards)
 
     # -- processing -----------------------------------------------------------
     def advance(self, watermark_ms: int | None = None) -> ShardOutput:

@@ -65,6 +65,7 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
         drain_at_eof: bool,
         snapshotter: ShardSnapshotter | None = None,
         wait_for_input: bool = False,
+        price_shards: tuple[str, ...] = (),
     ) -> None:
         self.state = state
         self.clock = clock
@@ -73,6 +74,8 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
         # Not part of the snapshot: every (re)start waits for the end marker
         # of the transaction partition again (see ValuationConfig).
         self.ready = not wait_for_input
+        self.price_shards = price_shards  # each must report before a window is valued
+        state.__dict__.setdefault("empty_price_shards", set())  # older snapshots
 
     @classmethod
     def resume(
@@ -83,6 +86,7 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
         clock: Clock,
         drain_at_eof: bool,
         wait_for_input: bool = False,
+        price_shards: tuple[str, ...] = (),
     ) -> PortfolioShardLogic:
         """From the last snapshot, or a new shard when there is none."""
         if snapshot is None:
@@ -93,7 +97,7 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
             shard, snapshotter = snapshot, None
         else:
             shard, snapshotter = restore(snapshot)
-        return cls(shard, clock, drain_at_eof, snapshotter, wait_for_input)
+        return cls(shard, clock, drain_at_eof, snapshotter, wait_for_input, price_shards)
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[ShardOutput], bool]:
         for kind, payload in values:
@@ -103,7 +107,7 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
                 self.state.add_transactions(payload)
             else:  # "caught_up": the transaction partition was read to its end
                 self.ready = True
-        if not self.ready:
+        if not (self.ready and self.state.heard_from(self.price_shards)):
             return [], _RETAIN  # prices and transactions wait in the (snapshotted) state
         return self._emit(self.state.advance()), _RETAIN
 
