@@ -18,17 +18,19 @@ lateness (500 ms) and snapshots (an epoch every 5 s):
   consolidated ticks directly: what valuation costs without ingest.
 
 Transactions (a deposit and N buys per portfolio, ``connectors.portfolio_sim``)
-go in through a ``TestingSource``. Ticks come from a paced source that emits,
-every 5 ms, the ticks due by then (<= 1,000 per batch and partition), with
-event time = system time, so "window end mapped to system time" is the
-window end itself. Setup first (not timed): one tick per symbol, then the
-feed starts once every transaction is applied and the first valuations are out.
+go in through a ``TestingSource``. Setup first (not timed): one tick per
+symbol; the feed starts once every transaction is applied and the first
+valuations are out. The feed's ticks are made before the flow starts (their
+memory is reported), stamped from an event time an hour ahead; when the feed
+starts, the run's clock (system time + a shift, given to the flow and the
+sinks) jumps there, so event time = the run's clock and a window's emission
+delay is simply clock - window end. A source emits, every 5 ms, the 5-ms
+slots that fell due (one batch per partition, ~60 ticks each at 50k/s).
 
 Measured over the live windows ending after the warm-up and by the end of the
 feed: valuations per window; latency = system time when a valuation reaches
 the sink - window end (p50/p99/max per valuation; per window: its last one);
-ticks fed and the process's CPU time over the feed (busy share of one core;
-the tick generator's share is shown so it can be subtracted), and the thread
+the process's CPU time over the feed (busy share of one core), the thread
 CPU time spent in each step (``TIMED``: the step functions are wrapped in
 the child process); peak RSS (``ru_maxrss``). Also, outside the flow:
 ``Valuer.value`` vs the reference ``value()`` per portfolio, and a CPU
@@ -83,7 +85,7 @@ TXN_TOPIC = TOPICS["transactions"].default_name
 TICK_PARTITIONS = TOPICS["ticks"].partitions
 TXN_PARTITIONS = TOPICS["transactions"].partitions
 BATCH = 1_000
-POLL_S = 0.005
+POLL_MS = 5
 STEPS = (-3, -2, -1, 0, 1, 2, 3)
 CYCLE = 64  # prices per symbol, repeated
 
@@ -156,13 +158,19 @@ class Run:
     end_ms: int = 0
     cpu_start: float = 0.0
     cpu_end: float = 0.0
-    gen_cpu: float = 0.0
     ticks: int = 0
+    shift_ms: int = 0  # the run's clock = system time + shift (see _TickPartition)
+    event_start_ms: int = 0
+    slots: list[tuple[int, list[Any]]] = field(default_factory=list)
+    ticks_mb: float = 0.0  # resident memory the pre-made ticks took
     emitted: list[tuple[int, int]] = field(default_factory=list)  # (window end, sys ms)
     valuation_bytes: int = 0
     stages: dict[str, float] = field(default_factory=dict)  # label -> CPU s, live
     stages_at_start: dict[str, float] = field(default_factory=dict)
     stages_at_end: dict[str, float] = field(default_factory=dict)
+
+    def clock(self) -> int:
+        return wall_clock_ms() + self.shift_ms
 
     def ready(self) -> bool:
         """Setup done: every transaction applied, the first valuations out."""
@@ -192,92 +200,110 @@ def transaction_batches(run: Run, opening_ms: int) -> list[RawBatch]:
     ]
 
 
-class _TickPartition(StatelessSourcePartition[Any]):
-    """Emits the ticks due by now: JSON ``RawBatch``es for the pipeline,
-    or ``(price shard, [SourcedTick])`` for the valuation steps alone.
+def make_ticks(params: Params, event_start_ms: int) -> list[tuple[int, list[Any]]]:
+    """Every timed tick, made before the flow runs: ``(due offset ms,
+    items)`` per ``POLL_MS`` slot, one item per partition (JSON ``RawBatch``
+    for the pipeline, ``(price shard, [SourcedTick])`` for the valuation
+    steps). Tick i is at ``event_start_ms + i / rate``; symbols stride so no
+    symbol repeats within a ms; prices walk randomly per symbol."""
+    rng = random.Random(params.seed + 1)
+    names = symbol_names(params.symbols)
+    raw = params.stage == "pipeline"
+    walks: list[list[Any]] = []
+    for name in names:
+        cents, walk = rng.randint(2_000, 50_000), []
+        for _ in range(CYCLE):
+            cents = max(100, cents + rng.choice(STEPS))
+            price = f"{cents // 100}.{cents % 100:02d}"
+            walk.append(f'{{"symbol":"{name}","price":"{price}","ts":'.encode() if raw else
+                        Decimal(price))  # fmt: skip
+        walks.append(walk)
+    total, count, offsets = int(params.rate * params.seconds), len(names), [0] * TICK_PARTITIONS
+    slots: list[tuple[int, list[Any]]] = []
+    per_slot = params.rate * POLL_MS // 1000
+    for first in range(0, total, per_slot):
+        parts: list[list[Any]] = [[] for _ in range(TICK_PARTITIONS)]
+        for i in range(first, min(total, first + per_slot)):
+            s = (i * 7) % count
+            ts = event_start_ms + i * 1000 // params.rate
+            step, partition = walks[s][(i // count) % CYCLE], s % TICK_PARTITIONS
+            if raw:
+                payload = step + b"%d" % ts + b',"provider":"alpha"}'
+                parts[partition].append(RawRecord(offsets[partition], None, payload))
+                offsets[partition] += 1
+            else:
+                tick = TickRow(names[s], step, ts, "alpha", None, "USD", None)
+                parts[partition].append(SourcedTick(tick, TICK_TOPIC, partition, 0, b""))
+        items = [
+            RawBatch(TICK_TOPIC, n, records) if raw else (f"{TICK_TOPIC}#{n}", records)
+            for n, records in enumerate(parts)
+            if records
+        ]
+        slots.append(((first * 1000) // params.rate, items))
+    return slots
 
-    Prices cycle through a per-symbol random walk made up front, so making
-    a tick costs one small concatenation (its share of CPU is reported).
-    """
+
+def setup_ticks(params: Params, ts: int) -> list[Any]:
+    """One tick per symbol at ``ts``: prices and a watermark for the setup."""
+    names = symbol_names(params.symbols)
+    if params.stage == "pipeline":
+        return [
+            RawBatch(TICK_TOPIC, n, [
+                RawRecord(0, None, f'{{"symbol":"{s}","price":"100","ts":{ts},'
+                                   f'"provider":"alpha"}}'.encode())
+                for s in names[n::TICK_PARTITIONS]
+            ])
+            for n in range(TICK_PARTITIONS)
+        ]  # fmt: skip
+    ticks = [
+        SourcedTick(TickRow(s, Decimal(100), ts, "alpha", None, "USD", None), TICK_TOPIC, 0, 0, b"")
+        for s in names
+    ]
+    return [(f"{TICK_TOPIC}#{n}", ticks[n::TICK_PARTITIONS]) for n in range(TICK_PARTITIONS)]
+
+
+class _TickPartition(StatelessSourcePartition[Any]):
+    """Setup ticks, then (once ``run.ready()``) the pre-made slots as they
+    fall due by the run's clock; then a drain; then EOF."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        p = run.params
-        rng = random.Random(p.seed + 1)
-        self.names = symbol_names(p.symbols)
-        self.raw = p.stage == "pipeline"
-        self.walks: list[list[Any]] = []
-        for name in self.names:
-            cents, walk = rng.randint(2_000, 50_000), []
-            for _ in range(CYCLE):
-                cents = max(100, cents + rng.choice(STEPS))
-                price = f"{cents // 100}.{cents % 100:02d}"
-                head = f'{{"symbol":"{name}","price":"{price}","ts":'.encode()
-                walk.append(head if self.raw else Decimal(price))
-            self.walks.append(walk)
-        self.offsets = [0] * TICK_PARTITIONS
         self.setup_sent = False
-        self.total = int(p.rate * p.seconds)
+        self.next_slot = 0
         self.drain_until_ms = 0
 
     def next_batch(self) -> list[Any]:
-        run, now = self.run, wall_clock_ms()
+        run = self.run
+        now = run.clock()
         if not self.setup_sent:
             self.setup_sent = True
-            return self._ticks(0, len(self.names), now, 0)
+            return setup_ticks(run.params, now)
         if not run.start_ms:
             if not run.ready():
                 return []
-            run.start_ms, run.cpu_start = now, time.process_time()
+            # The clock jumps to the ticks' event time: from here on, event
+            # time = the run's clock, so a window end is comparable to it.
+            run.shift_ms += run.event_start_ms - now
+            run.start_ms, run.cpu_start = run.event_start_ms, time.process_time()
+            run.end_ms = run.start_ms + int(run.params.seconds * 1000)
             run.stages_at_start = dict(run.stages)
-            run.end_ms = now + int(run.params.seconds * 1000)
-        if run.ticks < self.total:
-            due = min(self.total, (now - run.start_ms) * run.params.rate // 1000)
-            batch = self._ticks(run.ticks, due, run.start_ms, run.params.rate)
-            run.ticks = max(run.ticks, due)
-            if run.ticks >= self.total:
-                run.cpu_end = time.process_time()
-                run.stages_at_end = dict(run.stages)
-                # Let the watermark pass the last window, then end the input.
-                self.drain_until_ms = now + run.params.lateness_ms + 2 * WINDOW_MS
-            return batch
-        if now >= self.drain_until_ms:
+            now = run.clock()
+        slots, out = run.slots, []
+        while self.next_slot < len(slots) and slots[self.next_slot][0] <= now - run.start_ms:
+            out.extend(slots[self.next_slot][1])
+            self.next_slot += 1
+        if self.next_slot == len(slots) and not self.drain_until_ms:
+            run.cpu_end = time.process_time()
+            run.stages_at_end = dict(run.stages)
+            run.ticks = int(run.params.rate * run.params.seconds)
+            # Let the watermark pass the last window, then end the input.
+            self.drain_until_ms = now + run.params.lateness_ms + 2 * WINDOW_MS
+        if self.drain_until_ms and now >= self.drain_until_ms:
             raise StopIteration
-        return []
+        return out
 
     def next_awake(self) -> datetime | None:
-        return datetime.now(UTC) + timedelta(seconds=POLL_S)
-
-    def _ticks(self, first: int, stop: int, start_ms: int, rate: int) -> list[Any]:
-        """Ticks ``first..stop-1``; tick i at ``start_ms + i / rate`` (all at
-        ``start_ms`` when rate is 0)."""
-        started = time.thread_time()
-        parts: list[list[Any]] = [[] for _ in range(TICK_PARTITIONS)]
-        count, walks, names = len(self.names), self.walks, self.names
-        for i in range(first, stop):
-            s = (i * 7) % count  # a stride coprime with the count: no symbol twice in one ms
-            ts = start_ms + i * 1000 // rate if rate else start_ms
-            step = walks[s][(i // count) % CYCLE]
-            records = parts[s % TICK_PARTITIONS]
-            if self.raw:
-                raw = step + b"%d" % ts + b',"provider":"alpha"}'
-                records.append(RawRecord(0, None, raw))
-            else:
-                tick = TickRow(names[s], step, ts, "alpha", None, "USD", None)
-                records.append(SourcedTick(tick, TICK_TOPIC, s % TICK_PARTITIONS, 0, b""))
-        out: list[Any] = []
-        for partition, records in enumerate(parts):
-            for i in range(0, len(records), BATCH):
-                chunk = records[i : i + BATCH]
-                if self.raw:
-                    base = self.offsets[partition] + i
-                    chunk = [r._replace(offset=base + n) for n, r in enumerate(chunk)]
-                    out.append(RawBatch(TICK_TOPIC, partition, chunk))
-                else:
-                    out.append((f"{TICK_TOPIC}#{partition}", chunk))
-            self.offsets[partition] += len(records)
-        self.run.gen_cpu += time.thread_time() - started
-        return out
+        return datetime.now(UTC) + timedelta(milliseconds=POLL_MS)
 
 
 @dataclass
@@ -309,7 +335,7 @@ class CallbackSink(DynamicSink[Any]):
 
 def valuation_sinks(run: Run) -> ValuationSinks:
     def on_valuations(items: list[list[Any]]) -> None:
-        now = wall_clock_ms()
+        now = run.clock()
         for records in items:
             run.emitted.extend((r.window_end_ms, now) for r in records)
 
@@ -338,15 +364,20 @@ def build(run: Run) -> Dataflow:
             PipelineSources(TickSource(run), txns),
             PipelineSinks(ingest=IngestSinks(), valuation=valuation_sinks(run)),
             PipelineConfig(ingest=IngestConfig(), valuation=config),
-            wall_clock_ms,
+            run.clock,
         )
     flow = Dataflow("valuation-bench")
     prices = op.input("ticks_in", flow, TickSource(run))
     rejects, _ = add_valuation(
-        prices, op.input("transactions_in", flow, txns), valuation_sinks(run), config, wall_clock_ms
+        prices, op.input("transactions_in", flow, txns), valuation_sinks(run), config, run.clock
     )
     op.inspect("rejects", rejects, lambda _step, item: print("rejected:", item, file=sys.stderr))
     return flow
+
+
+def resident_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def pct(values: list[float], q: float) -> float:
@@ -357,6 +388,11 @@ def pct(values: list[float], q: float) -> float:
 def measure(params: Params) -> dict[str, Any]:
     """One stage, in this process: the figures for its column."""
     run = Run(params)
+    # An hour ahead, on a window boundary: the clock jumps there when the feed starts.
+    run.event_start_ms = (wall_clock_ms() + 3_600_000) // WINDOW_MS * WINDOW_MS
+    before = resident_mb()
+    run.slots = make_ticks(params, run.event_start_ms)
+    run.ticks_mb = resident_mb() - before
     install_stopwatch(run.stages)
     started = time.perf_counter()
     run_main(build(run), epoch_interval=timedelta(seconds=params.epoch_s))
@@ -371,12 +407,13 @@ def measure(params: Params) -> dict[str, Any]:
     window_delays = [(max(ats) - end) / 1000 for end, ats in per_window.items()]
     counts = [len(ats) for ats in per_window.values()] or [0]
     feed_s = (run.end_ms - run.start_ms) / 1000
-    busy, generator = (run.cpu_end - run.cpu_start) / feed_s, run.gen_cpu / feed_s
+    busy = (run.cpu_end - run.cpu_start) / feed_s
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     spent = {k: (run.stages_at_end.get(k, 0) - v) / feed_s for k, v in run.stages_at_start.items()}
     work = ", ".join(f"{k} {v:.0%}" for k, v in spent.items() if v >= 0.005) or "-"
     return {
         "ticks fed": f"{run.ticks:,} in {feed_s:.1f} s ({run.ticks / feed_s:,.0f}/s)",
-        "CPU busy during the feed (tick generator)": f"{busy:.0%} ({generator:.0%})",
+        "CPU busy during the feed (process, one core = 100 %)": f"{busy:.0%}",
         "CPU by step during the feed (share of one core)": work,
         "windows measured": str(len(per_window)),
         "valuations per window, min / median": f"{min(counts):,} / "
@@ -387,7 +424,7 @@ def measure(params: Params) -> dict[str, Any]:
         f" / {max(window_delays, default=float('nan')):.2f}",
         f"p99 <= {TARGET_P99_S} s": "met" if pct(delays, 0.99) <= TARGET_P99_S else "NOT met",
         "valuation JSON per portfolio": f"{run.valuation_bytes / max(1, len(run.emitted)):,.0f} B",
-        "peak RSS": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB",
+        "peak RSS (of which pre-made ticks)": f"{peak_mb:,.0f} MB ({run.ticks_mb:,.0f} MB)",
         "wall time (setup + feed + drain)": f"{wall_s:.1f} s",
     }
 
