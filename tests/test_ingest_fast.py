@@ -9,6 +9,7 @@ from collections import deque
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,9 +17,22 @@ from hypothesis import strategies as st
 from flows.ingest.candles import CandleBuilder
 from flows.ingest.consolidate import Consolidator
 from flows.ingest.dedup import Deduplicator
-from flows.ingest.records import SourcedTick
+from flows.ingest.encode import (
+    dec,
+    dec_fast,
+    iso,
+    iso_fast,
+    latest_prices,
+    price_doc,
+    price_json,
+    price_message,
+    price_messages,
+    price_row,
+)
+from flows.ingest.records import PriceRow, SourcedTick
 from schemas.common import ContractError
 from schemas.fast import TickDecoder, TickRow, decode_tick
+from sinks.redis.prices import latest_per_symbol
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MAX_BYTES = 4096
@@ -156,7 +170,7 @@ def test_decoder_agrees_field_by_field(field: str, value: Any) -> None:
     assert_same(decoder, json.dumps(without).encode())
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(changes=st.dictionaries(st.sampled_from(sorted(VALUES)), st.integers(0, 40), max_size=3))
 def test_decoder_agrees_on_combinations(changes: dict[str, int]) -> None:
     doc = dict(GOOD)
@@ -241,3 +255,51 @@ def test_dedup_reads_snapshots_with_one_expiry_entry_per_key() -> None:
     fresh, repeats = restored.filter([tick("A", 5), tick("A", 5_000)])
     assert (len(fresh), repeats) == (1, 1)
     assert restored.seen == {("alpha", "A", 5_000)}
+
+
+_decimals = st.one_of(
+    st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**20), max_value=10**20),
+    st.sampled_from([Decimal("1E-7"), Decimal("1E+2"), Decimal("-0"), Decimal("0.000000")]),
+)
+_strings = st.one_of(st.sampled_from(["AAPL", "BRK.B", 'q"uote', "back\\slash", "é€"]), st.text())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    symbol=_strings,
+    price=_decimals,
+    ts_ms=st.integers(min_value=0, max_value=7_258_118_400_000),
+    provider=_strings,
+    currency=_strings,
+    volume=st.one_of(st.none(), _decimals),
+)
+def test_price_json_is_the_reference_document(
+    symbol: str,
+    price: Decimal,
+    ts_ms: int,
+    provider: str,
+    currency: str,
+    volume: Decimal | None,
+) -> None:
+    row = PriceRow(symbol, price, ts_ms, provider, currency, volume)
+    assert price_json(*row) == orjson.dumps(price_doc(row)).decode()
+    item = SourcedTick(
+        TickRow(symbol, price, ts_ms, provider, volume, currency, None), "t", 0, 0, b""
+    )
+    assert price_messages([item]) == [price_message(row)]
+    assert dec_fast(price) == dec(price)
+    assert iso_fast(ts_ms) == iso(ts_ms)
+
+
+def test_price_messages_and_latest_prices_match_the_row_path() -> None:
+    items = [
+        tick("A", NOW + 5),
+        tick("B", NOW + 1),
+        tick("A", NOW + 3),
+        tick("A", NOW + 5, provider="beta"),  # a tie: the first arrival stays
+        tick("B", NOW + 2),
+    ]
+    rows = [price_row(item) for item in items]
+    assert price_messages(items) == [price_message(row) for row in rows]
+    assert latest_prices(items) == list(latest_per_symbol([rows]).values())
+    assert [r.provider for r in latest_prices(items)] == ["alpha", "alpha"]

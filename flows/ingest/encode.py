@@ -7,6 +7,7 @@ pydantic models in ``schemas``.
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -35,6 +36,87 @@ def _dumps(doc: dict[str, Any]) -> bytes:
 def price_row(item: SourcedTick) -> PriceRow:
     t = item.tick
     return PriceRow(t.symbol, t.price, t.ts_ms, t.provider, t.currency, t.volume)
+
+
+def dec_fast(value: Decimal) -> str:
+    """``dec(value)``; ``str`` is 3x cheaper and equal unless it uses an exponent."""
+    text = str(value)
+    return format(value, "f") if "E" in text else text
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(second: int) -> str:
+    return ms_to_datetime(second * 1000).isoformat(timespec="seconds")[:-6]
+
+
+def iso_fast(ms: int) -> str:
+    """``iso(ms)`` with the date and time of day cached per second."""
+    second, millis = divmod(ms, 1000)
+    return f"{_iso_second(second)}.{millis:03d}+00:00"
+
+
+@lru_cache(maxsize=65536)
+def _price_frame(symbol: str, provider: str, currency: str) -> tuple[str, str]:
+    """The JSON around a price document's numbers, strings quoted by orjson."""
+    head = '{"symbol":' + orjson.dumps(symbol).decode() + ',"price":"'
+    middle = f',"provider":{orjson.dumps(provider).decode()},"currency":'
+    return head, middle + orjson.dumps(currency).decode() + ',"volume":'
+
+
+def price_json(
+    symbol: str, price: Decimal, ts_ms: int, provider: str, currency: str, volume: Decimal | None
+) -> str:
+    """``orjson.dumps(price_doc(row))`` as text, character for character, at a
+    fraction of the cost: strings are JSON-quoted once per distinct value."""
+    head, middle = _price_frame(symbol, provider, currency)
+    vol = "null" if volume is None else f'"{dec_fast(volume)}"'
+    return (
+        f'{head}{dec_fast(price)}","ts":"{iso_fast(ts_ms)}"{middle}{vol},'
+        f'"version":{ts_ms},"schema_version":{SCHEMA_VERSION}}}'
+    )
+
+
+def price_messages(items: list[SourcedTick]) -> list[KeyedBytes]:
+    """``price_message(price_row(item))`` for each tick, byte for byte.
+
+    ``price_json`` inlined: this runs once per tick, and ticks of a batch
+    mostly share the second of their timestamp."""
+    out: list[KeyedBytes] = []
+    keep = out.append
+    last_second, second_text = -1, ""
+    for item in items:
+        symbol, price, ts_ms, provider, volume, currency, _ = item[0]
+        head, middle = _price_frame(symbol, provider, currency)
+        second, millis = divmod(ts_ms, 1000)
+        if second != last_second:
+            last_second, second_text = second, _iso_second(second)
+        price_text = str(price)
+        if "E" in price_text:
+            price_text = format(price, "f")
+        if volume is None:
+            volume_text = "null"
+        else:
+            volume_text = str(volume)
+            if "E" in volume_text:
+                volume_text = format(volume, "f")
+            volume_text = f'"{volume_text}"'
+        text = (
+            f'{head}{price_text}","ts":"{second_text}.{millis:03d}+00:00"{middle}{volume_text},'
+            f'"version":{ts_ms},"schema_version":{SCHEMA_VERSION}}}'
+        )
+        keep((symbol, text.encode()))
+    return out
+
+
+def latest_prices(items: list[SourcedTick]) -> list[PriceRow]:
+    """The newest tick per symbol (first arrival on ties) as price rows."""
+    latest: dict[str, SourcedTick] = {}
+    for item in items:
+        symbol = item[0].symbol
+        current = latest.get(symbol)
+        if current is None or item[0].ts_ms > current[0].ts_ms:
+            latest[symbol] = item
+    return [price_row(item) for item in latest.values()]
 
 
 def price_doc(row: PriceRow) -> dict[str, Any]:

@@ -30,8 +30,8 @@ from flows.ingest.encode import (
     KeyedBytes,
     candle_message,
     dead_letter_message,
-    price_message,
-    price_row,
+    latest_prices,
+    price_messages,
 )
 from flows.ingest.records import CandleRow, PriceRow, Rejection, SourcedTick
 from flows.ingest.steps import CandleLogic, Clock, ConsolidateLogic, DedupLogic
@@ -144,11 +144,13 @@ def _wire_outputs(
 ) -> None:
     if sinks.tick_store is not None:
         op.output("tick_store", op.key_rm("ticks_unkeyed", fresh), sinks.tick_store)
-    prices = op.key_rm("prices_unkeyed", op.map_value("price_rows", chosen, _price_rows))
+    prices = op.key_rm("prices_unkeyed", chosen)
     if sinks.price_cache is not None:
-        op.output("price_cache", prices, sinks.price_cache)
+        # The cache keeps only the newest price per symbol: reduce each batch
+        # before building rows (the sink would drop the others anyway).
+        op.output("price_cache", op.map("price_rows", prices, latest_prices), sinks.price_cache)
     if sinks.price_topic is not None:
-        encoded = op.map("price_messages", prices, lambda rows: [price_message(r) for r in rows])
+        encoded = op.map("price_messages", prices, price_messages)
         op.output("price_topic", encoded, sinks.price_topic)
     closed = op.key_rm("candles_unkeyed", candles)
     if sinks.candle_topic is not None:
@@ -156,10 +158,6 @@ def _wire_outputs(
         op.output("candle_topic", encoded, sinks.candle_topic)
     if sinks.candle_store is not None:
         op.output("candle_store", closed, sinks.candle_store)
-
-
-def _price_rows(items: list[SourcedTick]) -> list[PriceRow]:
-    return [price_row(i) for i in items]
 
 
 def _dead_letters(rows: list[Rejection], now_ms: int) -> list[KeyedBytes]:

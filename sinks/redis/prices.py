@@ -12,10 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.ingest.encode import price_doc
+from flows.ingest.encode import dec_fast, iso_fast, price_json
 from flows.ingest.records import PriceRow
 from schemas.topics import RedisKeys
 from sinks import metrics
@@ -61,16 +60,15 @@ class _PricePartition(StatelessSinkPartition[list[PriceRow]]):
         keys: list[str] = []
         args: list[str | int] = []
         for symbol, row in latest.items():
-            doc = price_doc(row)
             keys.append(self._keys.price(symbol))
             args += [
                 row.ts_ms,
-                doc["price"],
-                doc["ts"],
+                dec_fast(row.price),
+                iso_fast(row.ts_ms),
                 row.provider,
                 row.currency,
                 self._keys.price_channel(symbol),
-                orjson.dumps(doc).decode(),
+                price_json(*row),  # the same document as the market.prices message
             ]
         written = with_retry(
             SINK,
