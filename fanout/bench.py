@@ -1,9 +1,26 @@
-"""Fan-out benchmark: ``python -m fanout.bench --clients 500``.
+"""Fan-out benchmark (the issue's target load), against real Redis and Postgres:
 
-The server runs in its own process (its CPU time is what is reported); the
-clients and the Redis publisher share this one. Prices only, so Postgres is
-never queried. Reports deliveries/s, server CPU per delivery, conflation and
-the publish-to-receive latency the clients saw (median and p99).
+    python -m fanout.bench [--quick] [--clients 1000] [--client-procs 4]
+        [--symbols 1000] [--per-client 10] [--rate 10000] [--seconds 10]
+        [--intervals 0,50,250] [--http-rate 1000] [--no-naive]
+
+Per conflation interval a fresh server process (``run_server``, compression
+on) takes ``--clients`` websocket clients spread over ``--client-procs``
+processes; each client subscribes to ``--per-client`` price channels and its
+own ``portfolio:{id}`` (each client is a distinct user owning one portfolio
+in a throw-away Postgres database, so ownership is really checked). The
+publisher sends ``--rate`` price updates/s round-robin over ``--symbols``
+(every symbol at the same rate) plus one valuation per portfolio per second.
+The same clients then run against a naive broadcast server (no conflation,
+one frame per update per subscriber) in the same run. Last, ``/v1/dashboard``
+is requested at ``--http-rate`` per second (one connection per request, as
+the server closes them) from its own process.
+
+Reported per row, over the measured window (after connecting and a warm-up):
+updates and frames the clients received per second, latency from publish to
+client receipt (p50/p99; target p99 < 100 ms + the interval), server CPU
+(psutil on the server's PID, % of one core), server RSS at the end, and the
+client processes' CPU (they share the machine with the server).
 """
 
 from __future__ import annotations
@@ -13,20 +30,42 @@ import asyncio
 import multiprocessing
 import os
 import secrets
-import statistics
+import shlex
+import sys
 import time
+from array import array
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from websockets.asyncio.client import connect
+import psutil
+import redis
 
 from fanout.auth import mint_token
+from fanout.bench_load import ClientSpec, client_group, http_load, naive_server, publish
 from fanout.config import FanoutConfig
 from fanout.server import ServerReady, run_server
-from fanout.testing import http_get
+from fanout.testing import add_portfolios, temporary_database
 
 SECRET = "bench-secret-0123456789abcdef-0123456789"
+WARMUP_S, DRAIN_S = 1.0, 1.0
+_MP = multiprocessing.get_context("fork")  # no re-imports: phases start in ~0.1 s
+
+
+@dataclass
+class Row:
+    server: str
+    interval_ms: int | None
+    clients: int
+    published_per_s: float
+    updates_per_s: float
+    frames_per_s: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu: float  # % of one core
+    server_rss_mb: float
+    client_cpu: float  # % of one core, all client processes
+    failed: int
 
 
 def _serve(config: FanoutConfig, ports: Any) -> None:
@@ -40,128 +79,263 @@ def _serve(config: FanoutConfig, ports: Any) -> None:
     asyncio.run(main())
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _quantile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
-async def _server_counts(port: int) -> dict[str, float]:
-    """Server-side totals from /metrics (what it wrote, not what clients read)."""
-    _, _, body = await http_get(port, "/metrics")
-    wanted = {
-        "folio_fanout_messages_delivered_total": "delivered",
-        "folio_fanout_frames_total": "frames",
-        "folio_fanout_messages_conflated_total": "conflated",
-        "folio_fanout_redis_messages_total": "redis",
-    }
-    counts = dict.fromkeys(wanted.values(), 0.0)
-    for line in body.decode().splitlines():
-        name, _, value = line.partition(" ")
-        if name in wanted:
-            counts[wanted[name]] = float(value)
-    return counts
-
-
-async def _client(port: int, channels: list[str], compression: bool, lat: list[float]) -> int:
-    received = 0
-    token = mint_token(SECRET, "bench", 600)
-    async with connect(
-        f"ws://127.0.0.1:{port}/ws", compression="deflate" if compression else None
-    ) as ws:
-        await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
-        await ws.send(orjson.dumps({"type": "subscribe", "channels": channels}).decode())
-        try:
-            async for frame in ws:
-                data = orjson.loads(frame)
-                for message in data["messages"] if data["type"] == "batch" else [data]:
-                    if message["type"] == "update":
-                        received += 1
-                        lat.append(time.time() - message["payload"]["sent"])
-        except asyncio.CancelledError:
-            pass
-    return received
-
-
-async def _publish(args: argparse.Namespace, prefix: str) -> int:
-    client = aioredis.Redis.from_url(args.redis_url)
-    sent, version, period = 0, 0, 1.0 / args.rate
-    deadline = time.monotonic() + args.seconds
-    while time.monotonic() < deadline:
-        version += 1
-        async with client.pipeline(transaction=False) as pipe:
-            for i in range(args.symbols):
-                body = {"symbol": f"B{i}", "price": "1.5", "version": version, "sent": time.time()}
-                pipe.publish(f"{prefix}:prices:B{i}", orjson.dumps(body))
-            await pipe.execute()
-        sent += args.symbols
-        await asyncio.sleep(period)
-    await client.aclose()
-    return sent
-
-
-async def _bench(args: argparse.Namespace, port: int, prefix: str, server_pid: int) -> None:
-    lat: list[float] = []
-    tasks = []
+def _specs(args: argparse.Namespace) -> list[ClientSpec]:
+    specs = []
     for n in range(args.clients):
-        channels = [f"prices:B{(n + k) % args.symbols}" for k in range(args.per_client)]
-        tasks.append(asyncio.create_task(_client(port, channels, args.compression, lat)))
-        if n % 50 == 49:
-            await asyncio.sleep(0.05)  # do not trip the listen backlog
-    await asyncio.sleep(1.0)
-    before = await _server_counts(port)
-    cpu0, t0 = _cpu_seconds(server_pid), time.monotonic()
-    published = await _publish(args, prefix)
-    await asyncio.sleep(0.5)
-    cpu, wall = _cpu_seconds(server_pid) - cpu0, time.monotonic() - t0
-    after = await _server_counts(port)
-    server = {k: after[k] - before[k] for k in after}
-    for task in tasks:
-        task.cancel()
-    received = sum(await asyncio.gather(*tasks))
-    lat.sort()
-    print(f"clients={args.clients} channels/client={args.per_client} symbols={args.symbols} "
-          f"rate={args.rate}/s/symbol compression={args.compression} "
-          f"conflation={args.conflation_ms}ms")  # fmt: skip
-    delivered, frames = server["delivered"], server["frames"]
-    print(f"published={published} server wrote {delivered / wall:,.0f} messages/s in "
-          f"{frames / wall:,.0f} frames/s (conflated {server['conflated']:,.0f}); "
-          f"clients read {received / wall:,.0f}/s")  # fmt: skip
-    print(f"server cpu={cpu:.2f}s ({cpu / wall:.0%} of a core): "
-          f"{cpu / max(delivered, 1) * 1e6:.1f} us/message, "
-          f"{cpu / max(frames, 1) * 1e6:.1f} us/frame")  # fmt: skip
-    if lat:
-        p99 = lat[int(len(lat) * 0.99)]
-        print(f"latency median={statistics.median(lat) * 1e3:.1f}ms p99={p99 * 1e3:.1f}ms")
+        symbols = [(n * args.per_client + k) % args.symbols for k in range(args.per_client)]
+        channels = [f"prices:S{s}" for s in symbols] + [f"portfolio:p{n}"]
+        specs.append(ClientSpec(mint_token(SECRET, f"u{n}", 3600), channels))
+    return specs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clients", type=int, default=500)
-    parser.add_argument("--symbols", type=int, default=50)
-    parser.add_argument("--per-client", type=int, default=5)
-    parser.add_argument("--rate", type=float, default=10.0, help="updates/s per symbol")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--conflation-ms", type=int, default=250)
-    parser.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    args = parser.parse_args()
-    prefix = f"bench_{secrets.token_hex(4)}"
-    config = FanoutConfig(
-        "127.0.0.1", 0, args.redis_url, prefix, "postgresql://unused", SECRET,
-        conflation_ms=args.conflation_ms, compression=args.compression,
-        max_connections_per_user=args.clients + 1, max_messages_per_s=100,
+def _start(target: Any, *args: Any) -> multiprocessing.process.BaseProcess:
+    proc = _MP.Process(target=target, args=args, daemon=True)
+    proc.start()
+    return proc
+
+
+def _stop(proc: multiprocessing.process.BaseProcess) -> None:
+    proc.terminate()
+    proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(5)
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def _progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_phase(args: argparse.Namespace, name: str, interval: int | None, server: Any) -> Row:
+    """Clients against a started server (``server``: its process and port):
+    connect, warm up, publish and measure for ``--seconds``, collect."""
+    proc, port = server
+    snapshots = interval is not None  # the naive server sends none
+    specs, groups, queues = _specs(args), [], []
+    ready_q, out_q = _MP.Queue(), _MP.Queue()
+    share = -(-len(specs) // args.client_procs)
+    for i in range(args.client_procs):
+        queues.append(_MP.Queue())
+        chunk = specs[i * share : (i + 1) * share]
+        groups.append(_start(client_group, port, chunk, snapshots, ready_q, queues[-1], out_q))
+    started = time.monotonic()
+    failed = sum(ready_q.get(timeout=300)[1] for _ in groups)
+    _progress(f"{name} {interval}: {args.clients} clients subscribed in "
+              f"{time.monotonic() - started:.1f} s ({failed} failed); measuring")  # fmt: skip
+    watched = [psutil.Process(proc.pid)] + [psutil.Process(g.pid) for g in groups]
+    t0 = time.time() + WARMUP_S
+    t1 = t0 + args.seconds
+    for cmd_q in queues:
+        cmd_q.put((t0, t1, DRAIN_S))
+    job = publish(args.redis_url, args.prefix, args.symbols, args.rate, args.clients, t1)
+    (prices, _), cpu = _publish_measuring(job, t0, watched)
+    results = [out_q.get(timeout=180) for _ in groups]
+    for group in groups:
+        _stop(group)
+    latency = array("d")
+    for *_, raw in results:
+        latency.frombytes(raw)
+    ordered = sorted(latency)
+    return Row(
+        name, interval, args.clients, prices / cpu["published_s"],
+        sum(r[1] for r in results) / args.seconds, sum(r[0] for r in results) / args.seconds,
+        _quantile(ordered, 0.5) * 1e3, _quantile(ordered, 0.99) * 1e3,
+        cpu["server"] / args.seconds * 100, cpu["rss"] / 2**20,
+        cpu["clients"] / args.seconds * 100, failed + sum(r[2] for r in results),
     )  # fmt: skip
-    ports: Any = multiprocessing.get_context("spawn").Queue()
-    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(config, ports))
-    server.start()
+
+
+def _publish_measuring(job: Any, t0: float, watched: list[psutil.Process]) -> tuple[Any, dict]:
+    """Run the publisher; CPU of ``watched`` between t0 and its end."""
+
+    async def main() -> tuple[Any, dict[str, float]]:
+        started = time.time()
+        publisher = asyncio.create_task(job)
+        await asyncio.sleep(max(0.0, t0 - time.time()))
+        server0, clients0 = _cpu(watched[:1]), _cpu(watched[1:])
+        published = await publisher
+        return published, {
+            "server": _cpu(watched[:1]) - server0,
+            "clients": _cpu(watched[1:]) - clients0,
+            "rss": float(watched[0].memory_info().rss),
+            "published_s": time.time() - started,
+        }
+
+    return asyncio.run(main())
+
+
+def _server(target: Any, *args: Any) -> tuple[multiprocessing.process.BaseProcess, int]:
+    ports = _MP.Queue()
+    proc = _start(target, *args, ports)
+    return proc, int(ports.get(timeout=30))
+
+
+def _config(args: argparse.Namespace, dsn: str, interval: int) -> FanoutConfig:
+    return FanoutConfig(
+        "127.0.0.1", 0, args.redis_url, args.prefix, dsn, SECRET, conflation_ms=interval,
+        compression=True, max_connections_per_user=10, redis_max_connections=64,
+    )  # fmt: skip
+
+
+@dataclass
+class HttpRow:
+    rate: float
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    server_cpu: float
+
+
+def run_http(args: argparse.Namespace, dsn: str) -> HttpRow:
+    """``/v1/dashboard`` at ``--http-rate``/s against a fresh server."""
+    proc, port = _server(_serve, _config(args, dsn, 250))
     try:
-        port = ports.get(timeout=10)
-        assert server.pid is not None
-        asyncio.run(_bench(args, port, prefix, server.pid))
+        tokens = [mint_token(SECRET, f"u{n}", 3600) for n in range(min(args.clients, 200))]
+        watched = psutil.Process(proc.pid)
+        out = _MP.Queue()
+        warm = _start(http_load, port, "/v1/dashboard", tokens, 200.0, 0.5, out)
+        out.get(timeout=60)
+        warm.join()
+        cpu0 = _cpu([watched])
+        load = _start(
+            http_load, port, "/v1/dashboard", tokens, args.http_rate, args.http_seconds, out
+        )
+        latencies, statuses, elapsed = out.get(timeout=120)
+        cpu = _cpu([watched]) - cpu0
+        load.join()
     finally:
-        server.terminate()
-        server.join(10)
+        _stop(proc)
+    ordered = sorted(latencies)
+    return HttpRow(
+        args.http_rate, len(latencies) / elapsed, _quantile(ordered, 0.5) * 1e3,
+        _quantile(ordered, 0.99) * 1e3, ordered[-1] * 1e3,
+        sum(s != 200 for s in statuses), cpu / elapsed * 100,
+    )  # fmt: skip
+
+
+def _seed(args: argparse.Namespace, dsn: str) -> None:
+    """Portfolios p{n} owned by u{n}; a dashboard document per user."""
+    add_portfolios(dsn, [(f"p{n}", f"u{n}") for n in range(args.clients)])
+    cards = {
+        "performance": {"version": 1, "twr": "0.0312", "xirr": "0.0811", "day_change": "12.40"},
+        "income": {"version": 1, "dividends_ytd": "48.20", "next_payment": "2026-12-01"},
+        "allocation": {"version": 1, **{f"S{k}": "0.1" for k in range(10)}},
+    }
+    client = redis.Redis.from_url(args.redis_url)
+    with client.pipeline(transaction=False) as pipe:
+        for n in range(args.clients):
+            pipe.set(
+                f"{args.prefix}:dashboard:u{n}", orjson.dumps({"user_id": f"u{n}", "cards": cards})
+            )
+        pipe.execute()
+    client.close()
+
+
+def _cleanup(args: argparse.Namespace) -> None:
+    client = redis.Redis.from_url(args.redis_url)
+    keys = list(client.scan_iter(f"{args.prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def report(args: argparse.Namespace, rows: list[Row], http: HttpRow | None) -> str:
+    lines = [
+        f"Fan-out: {args.clients} websocket clients ({args.client_procs} processes, "
+        f"permessage-deflate) x {args.per_client} price channels + own portfolio; "
+        f"{args.rate:,.0f} price updates/s over {args.symbols:,} symbols + "
+        f"{args.clients:,} valuations/s; {args.seconds:g} s measured; {os.cpu_count()} cores "
+        "shared by server, clients, publisher and Redis.",
+        "",
+        "| server | conflation | published/s | updates delivered/s | frames/s | p50 ms "
+        "| p99 ms | p99 target ms | server CPU % | server RSS MB | clients CPU % | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        target = f"{100 + r.interval_ms}" if r.interval_ms is not None else "–"
+        ok = "" if r.interval_ms is None else (" ✓" if r.p99_ms < 100 + r.interval_ms else " ✗")
+        interval = f"{r.interval_ms} ms" if r.interval_ms is not None else "none"
+        lines.append(
+            f"| {r.server} | {interval} | {r.published_per_s:,.0f} | {r.updates_per_s:,.0f} "
+            f"| {r.frames_per_s:,.0f} | {r.p50_ms:,.1f} | {r.p99_ms:,.1f}{ok} | {target} "
+            f"| {r.server_cpu:.0f} | {r.server_rss_mb:.0f} | {r.client_cpu:.0f} | {r.failed} |"
+        )
+    if http is not None:
+        ok = "✓" if http.p99_ms < 10 else "✗"
+        lines += [
+            "",
+            "| `/v1/dashboard` | target/s | achieved/s | p50 ms | p99 ms (target < 10) "
+            "| max ms | errors | server CPU % |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| fanout | {http.rate:,.0f} | {http.achieved:,.0f} | {http.p50_ms:.2f} "
+            f"| {http.p99_ms:.2f} {ok} | {http.max_ms:.1f} | {http.errors} "
+            f"| {http.server_cpu:.0f} |",
+        ]
+    lines += ["", f"`python -m fanout.bench {shlex.join(sys.argv[1:])}`".replace(" `", "`")]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--quick", action="store_true", help="3 s per phase, 2 s of HTTP (about a minute)")
+    add("--clients", type=int, default=1000)
+    add("--client-procs", type=int, default=4)
+    add("--symbols", type=int, default=1000)
+    add("--per-client", type=int, default=10)
+    add("--rate", type=float, default=10_000, help="price updates/s in all")
+    add("--seconds", type=float, default=10.0, help="measured seconds per phase")
+    add("--intervals", default="0,50,250", help="conflation intervals (ms) to run")
+    add("--naive", action=argparse.BooleanOptionalAction, default=True)
+    add("--http-rate", type=float, default=1000.0)
+    add("--http-seconds", type=float, default=10.0)
+    add("--redis-url", default="redis://127.0.0.1:6379/0")
+    add("--pg-admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.http_seconds = min(args.seconds, 3.0), min(args.http_seconds, 2.0)
+    args.prefix = f"bench_{secrets.token_hex(4)}"
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rows: list[Row] = []
+    http = None
+    with temporary_database(args.pg_admin_dsn) as dsn:
+        try:
+            _seed(args, dsn)
+            for interval in [int(x) for x in args.intervals.split(",") if x.strip()]:
+                server = _server(_serve, _config(args, dsn, interval))
+                try:
+                    rows.append(run_phase(args, "fanout", interval, server))
+                finally:
+                    _stop(server[0])
+            if args.naive:
+                server = _server(naive_server, args.redis_url, args.prefix)
+                try:
+                    rows.append(run_phase(args, "naive broadcast", None, server))
+                finally:
+                    _stop(server[0])
+            if args.http_rate > 0:
+                http = run_http(args, dsn)
+        finally:
+            _cleanup(args)
+    print(report(args, rows, http))
 
 
 if __name__ == "__main__":

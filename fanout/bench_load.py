@@ -1,0 +1,236 @@
+"""Load generators for ``fanout.bench``, each run in its own process: websocket
+client groups, the Redis publisher, a naive broadcast server (the baseline)
+and an HTTP request generator. Nothing here runs at import time.
+
+Clients negotiate permessage-deflate, as browsers do. Every published update
+carries ``sent`` (epoch seconds at publish); a client's latency sample is its
+receipt time minus ``sent``, so it spans Redis, the server and the client's
+own queueing (the client's CPU is reported next to it for that reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from array import array
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+from fanout.testing import http_get
+
+CONNECT_CHUNK = 25  # connections opened at once per process (listen backlog)
+NEVER = float("inf")
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """One client: its token and the channels it subscribes to."""
+
+    token: str
+    channels: list[str]
+
+
+@dataclass
+class ClientStats:
+    """What one client process saw inside the measured window [t0, t1)."""
+
+    t0: float = NEVER
+    t1: float = NEVER
+    frames: int = 0
+    updates: int = 0
+    connected: int = 0
+    failed: int = 0
+    latency: array = field(default_factory=lambda: array("d"))
+
+    def record(self, frame: str | bytes, now: float) -> None:
+        data = orjson.loads(frame)
+        messages = data["messages"] if data.get("type") == "batch" else (data,)
+        inside = self.t0 <= now < self.t1
+        self.frames += inside
+        for message in messages:
+            if message.get("type") != "update":
+                continue
+            self.updates += inside
+            payload = message.get("payload")
+            sent = payload.get("sent") if isinstance(payload, dict) else None
+            if sent is not None and self.t0 <= sent < self.t1:
+                self.latency.append(now - sent)
+
+
+async def _client(
+    port: int, spec: ClientSpec, snapshots: bool, stats: ClientStats, ready: asyncio.Event
+) -> None:
+    uri = f"ws://127.0.0.1:{port}/ws"
+    try:
+        async with connect(uri, compression="deflate", open_timeout=60, max_size=2**22) as ws:
+            await _subscribe(ws, spec, snapshots)
+            stats.connected += 1
+            ready.set()
+            async for frame in ws:
+                stats.record(frame, time.time())
+    except (OSError, TimeoutError, ValueError) as exc:
+        stats.failed += 1
+        ready.set()
+        if stats.failed == 1:
+            print(f"bench client failed: {exc!r}", flush=True)
+    except Exception:  # websockets' ConnectionClosed* and friends: count, do not crash
+        stats.failed += 1
+        ready.set()
+
+
+async def _subscribe(ws: ClientConnection, spec: ClientSpec, snapshots: bool) -> None:
+    """Auth, subscribe, then wait for the reply (and every channel's snapshot
+    when the server sends them: only then is the subscription complete)."""
+    await ws.send(orjson.dumps({"type": "auth", "token": spec.token}).decode())
+    await ws.send(orjson.dumps({"type": "subscribe", "channels": spec.channels}).decode())
+    waiting, subscribed = set(spec.channels), False
+    while not subscribed or (snapshots and waiting):
+        reply = orjson.loads(await ws.recv())
+        for message in reply["messages"] if reply.get("type") == "batch" else [reply]:
+            subscribed = subscribed or message.get("type") == "subscribed"
+            waiting.discard(message.get("channel"))
+
+
+def client_group(
+    port: int, specs: list[ClientSpec], snapshots: bool, ready_q: Any, cmd_q: Any, out_q: Any
+) -> None:
+    """Process entry: connect ``specs``, report readiness, measure the window
+    the parent sends (t0, t1, drain_s), then report ``ClientStats``."""
+
+    async def main() -> None:
+        stats = ClientStats()
+        tasks = []
+        for start in range(0, len(specs), CONNECT_CHUNK):
+            events = []
+            for spec in specs[start : start + CONNECT_CHUNK]:
+                events.append(asyncio.Event())
+                tasks.append(asyncio.create_task(_client(port, spec, snapshots, stats, events[-1])))
+            await asyncio.gather(*(e.wait() for e in events))
+        ready_q.put((stats.connected, stats.failed))
+        loop = asyncio.get_running_loop()
+        stats.t0, stats.t1, drain_s = await loop.run_in_executor(None, cmd_q.get)
+        await asyncio.sleep(max(0.0, stats.t1 + drain_s - time.time()))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        out_q.put((stats.frames, stats.updates, stats.failed, stats.latency.tobytes()))
+
+    asyncio.run(main())
+
+
+async def publish(
+    redis_url: str, prefix: str, symbols: int, rate: float, portfolios: int, until: float
+) -> tuple[int, int]:
+    """Price updates round-robin over ``symbols`` at ``rate``/s, and one
+    valuation per portfolio per second, until epoch ``until``; every 5 ms the
+    updates due by then go out in one pipeline. Returns (prices, valuations)."""
+    client = aioredis.Redis.from_url(redis_url)
+    step, prices, valuations, version = 0.005, 0, 0, 0
+    start = time.monotonic()
+    try:
+        while (now := time.time()) < until:
+            elapsed = time.monotonic() - start
+            due_prices = int(elapsed * rate) - prices
+            due_values = int(elapsed * portfolios) - valuations
+            async with client.pipeline(transaction=False) as pipe:
+                for i in range(prices, prices + due_prices):
+                    version += 1
+                    symbol = f"S{i % symbols}"
+                    body = {"symbol": symbol, "price": f"{100 + i % 97}.25", "currency": "USD",
+                            "provider": "bench", "version": version, "sent": now}  # fmt: skip
+                    pipe.publish(f"{prefix}:prices:{symbol}", orjson.dumps(body))
+                for i in range(valuations, valuations + due_values):
+                    version += 1
+                    pid = f"p{i % portfolios}"
+                    body = {"portfolio_id": pid, "market_value": "1000", "version": version,
+                            "sent": now}  # fmt: skip
+                    pipe.publish(f"{prefix}:portfolio:{pid}", orjson.dumps(body))
+                await pipe.execute()
+            prices, valuations = prices + due_prices, valuations + due_values
+            await asyncio.sleep(step)
+    finally:
+        await client.aclose()
+    return prices, valuations
+
+
+def naive_server(redis_url: str, prefix: str, ports: Any) -> None:
+    """Process entry: the baseline. No auth, no conflation, no pacing: every
+    Redis message becomes one frame, broadcast to every subscriber of its
+    channel (``websockets.broadcast``: no backpressure, buffers grow)."""
+
+    async def main() -> None:
+        subscribers: defaultdict[str, set[ServerConnection]] = defaultdict(set)
+        cut = len(prefix) + 1
+
+        async def handler(ws: ServerConnection) -> None:
+            mine: list[str] = []
+            try:
+                async for raw in ws:
+                    message = orjson.loads(raw)
+                    if message.get("type") == "subscribe":
+                        for name in message["channels"]:
+                            subscribers[f"{prefix}:{name}"].add(ws)
+                            mine.append(f"{prefix}:{name}")
+                        reply = {"type": "subscribed", "channels": message["channels"]}
+                        await ws.send(orjson.dumps(reply).decode())
+            finally:
+                for channel in mine:
+                    subscribers[channel].discard(ws)
+
+        client = aioredis.Redis.from_url(redis_url)
+        pubsub = client.pubsub()
+        await pubsub.psubscribe(f"{prefix}:*")
+        async with serve(handler, "127.0.0.1", 0, compression="deflate", max_size=2**20) as server:
+            ports.put(server.sockets[0].getsockname()[1])
+            seq = 0
+            async for message in pubsub.listen():
+                if message["type"] != "pmessage":
+                    continue
+                channel = message["channel"].decode()
+                targets = subscribers.get(channel)
+                if targets:
+                    seq += 1
+                    frame = b"".join((b'{"type":"update","channel":"', channel[cut:].encode(),
+                                      b'","seq":', str(seq).encode(), b',"payload":',
+                                      message["data"], b"}"))  # fmt: skip
+                    broadcast(targets, frame, text=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+def http_load(
+    port: int, path: str, tokens: list[str], rate: float, seconds: float, out: Any
+) -> None:
+    """Process entry: ``GET path`` at ``rate``/s (open loop, one connection
+    per request as the server closes them); puts (latencies, statuses)."""
+
+    async def one(token: str) -> tuple[float, int]:
+        started = time.perf_counter()
+        try:
+            status, _, _ = await http_get(port, path, token)
+        except (OSError, ValueError, IndexError):  # refused, reset, or closed unanswered
+            status = 0
+        return time.perf_counter() - started, status
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task[tuple[float, int]]] = []
+        total, start = int(rate * seconds), loop.time()
+        while len(tasks) < total:
+            due = min(total, int((loop.time() - start) * rate) + 1)
+            for i in range(len(tasks), due):
+                tasks.append(asyncio.create_task(one(tokens[i % len(tokens)])))
+            await asyncio.sleep(0.001)
+        results = await asyncio.gather(*tasks)
+        elapsed = loop.time() - start
+        out.put(([r[0] for r in results], [r[1] for r in results], elapsed))
+
+    asyncio.run(main())
