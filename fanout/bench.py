@@ -65,7 +65,12 @@ class Row:
     server_cpu: float  # % of one core
     server_rss_mb: float
     client_cpu: float  # % of one core, all client processes
-    failed: int
+    failed: int  # clients that failed to connect or were dropped
+    refused: int  # channels refused or failed at subscribe time
+
+    @property
+    def cpu_us_per_update(self) -> float:
+        return self.server_cpu * 1e4 / max(self.updates_per_s, 1.0)
 
 
 def _serve(config: FanoutConfig, ports: Any) -> None:
@@ -131,9 +136,11 @@ def run_phase(args: argparse.Namespace, name: str, interval: int | None, server:
         chunk = specs[i * share : (i + 1) * share]
         groups.append(_start(client_group, port, chunk, snapshots, ready_q, queues[-1], out_q))
     started = time.monotonic()
-    failed = sum(ready_q.get(timeout=300)[1] for _ in groups)
+    readiness = [ready_q.get(timeout=300) for _ in groups]
+    failed, refused = sum(r[1] for r in readiness), sum(r[2] for r in readiness)
     _progress(f"{name} {interval}: {args.clients} clients subscribed in "
-              f"{time.monotonic() - started:.1f} s ({failed} failed); measuring")  # fmt: skip
+              f"{time.monotonic() - started:.1f} s ({failed} failed, {refused} channels "
+              "refused); measuring")  # fmt: skip
     watched = [psutil.Process(proc.pid)] + [psutil.Process(g.pid) for g in groups]
     t0 = time.time() + WARMUP_S
     t1 = t0 + args.seconds
@@ -153,7 +160,7 @@ def run_phase(args: argparse.Namespace, name: str, interval: int | None, server:
         sum(r[1] for r in results) / args.seconds, sum(r[0] for r in results) / args.seconds,
         _quantile(ordered, 0.5) * 1e3, _quantile(ordered, 0.99) * 1e3,
         cpu["server"] / args.seconds * 100, cpu["rss"] / 2**20,
-        cpu["clients"] / args.seconds * 100, failed + sum(r[2] for r in results),
+        cpu["clients"] / args.seconds * 100, failed + sum(r[2] for r in results), refused,
     )  # fmt: skip
 
 
@@ -259,11 +266,13 @@ def report(args: argparse.Namespace, rows: list[Row], http: HttpRow | None) -> s
         f"permessage-deflate) x {args.per_client} price channels + own portfolio; "
         f"{args.rate:,.0f} price updates/s over {args.symbols:,} symbols + "
         f"{args.clients:,} valuations/s; {args.seconds:g} s measured; {os.cpu_count()} cores "
-        "shared by server, clients, publisher and Redis.",
+        "shared by server, clients, publisher and Redis (1-minute load average at the start "
+        f"{args.load[0]:.1f}, at the end {os.getloadavg()[0]:.1f}).",
         "",
         "| server | conflation | published/s | updates delivered/s | frames/s | p50 ms "
-        "| p99 ms | p99 target ms | server CPU % | server RSS MB | clients CPU % | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p99 ms | p99 target ms | server CPU % | server CPU µs/update | server RSS MB "
+        "| clients CPU % | failed clients / refused channels |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         target = f"{100 + r.interval_ms}" if r.interval_ms is not None else "–"
@@ -272,7 +281,8 @@ def report(args: argparse.Namespace, rows: list[Row], http: HttpRow | None) -> s
         lines.append(
             f"| {r.server} | {interval} | {r.published_per_s:,.0f} | {r.updates_per_s:,.0f} "
             f"| {r.frames_per_s:,.0f} | {r.p50_ms:,.1f} | {r.p99_ms:,.1f}{ok} | {target} "
-            f"| {r.server_cpu:.0f} | {r.server_rss_mb:.0f} | {r.client_cpu:.0f} | {r.failed} |"
+            f"| {r.server_cpu:.0f} | {r.cpu_us_per_update:.1f} | {r.server_rss_mb:.0f} "
+            f"| {r.client_cpu:.0f} | {r.failed} / {r.refused} |"
         )
     if http is not None:
         ok = "✓" if http.p99_ms < 10 else "✗"
@@ -309,6 +319,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.seconds, args.http_seconds = min(args.seconds, 3.0), min(args.http_seconds, 2.0)
     args.prefix = f"bench_{secrets.token_hex(4)}"
+    args.load = os.getloadavg()
     return args
 
 

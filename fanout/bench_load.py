@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from fanout.pubsub import RedisAddress, encode_command
 from fanout.testing import http_get
 
 CONNECT_CHUNK = 25  # connections opened at once per process (listen backlog)
@@ -47,6 +48,7 @@ class ClientStats:
     updates: int = 0
     connected: int = 0
     failed: int = 0
+    refused: int = 0  # channels answered with an error instead of a snapshot
     latency: array = field(default_factory=lambda: array("d"))
 
     def record(self, frame: str | bytes, now: float) -> None:
@@ -70,7 +72,7 @@ async def _client(
     uri = f"ws://127.0.0.1:{port}/ws"
     try:
         async with connect(uri, compression="deflate", open_timeout=60, max_size=2**22) as ws:
-            await _subscribe(ws, spec, snapshots)
+            stats.refused += await _subscribe(ws, spec, snapshots)
             stats.connected += 1
             ready.set()
             async for frame in ws:
@@ -85,17 +87,22 @@ async def _client(
         ready.set()
 
 
-async def _subscribe(ws: ClientConnection, spec: ClientSpec, snapshots: bool) -> None:
+async def _subscribe(ws: ClientConnection, spec: ClientSpec, snapshots: bool) -> int:
     """Auth, subscribe, then wait for the reply (and every channel's snapshot
-    when the server sends them: only then is the subscription complete)."""
+    when the server sends them: only then is the subscription complete).
+    Returns how many channels were refused or failed."""
     await ws.send(orjson.dumps({"type": "auth", "token": spec.token}).decode())
     await ws.send(orjson.dumps({"type": "subscribe", "channels": spec.channels}).decode())
-    waiting, subscribed = set(spec.channels), False
+    waiting, subscribed, refused = set(spec.channels), False, 0
     while not subscribed or (snapshots and waiting):
         reply = orjson.loads(await ws.recv())
         for message in reply["messages"] if reply.get("type") == "batch" else [reply]:
-            subscribed = subscribed or message.get("type") == "subscribed"
+            kind = message.get("type")
+            subscribed = subscribed or kind == "subscribed"
+            refused += len(message.get("denied") or ()) + (kind == "error")
             waiting.discard(message.get("channel"))
+            waiting.difference_update(d.get("channel") for d in message.get("denied") or ())
+    return refused
 
 
 def client_group(
@@ -113,7 +120,7 @@ def client_group(
                 events.append(asyncio.Event())
                 tasks.append(asyncio.create_task(_client(port, spec, snapshots, stats, events[-1])))
             await asyncio.gather(*(e.wait() for e in events))
-        ready_q.put((stats.connected, stats.failed))
+        ready_q.put((stats.connected, stats.failed, stats.refused))
         loop = asyncio.get_running_loop()
         stats.t0, stats.t1, drain_s = await loop.run_in_executor(None, cmd_q.get)
         await asyncio.sleep(max(0.0, stats.t1 + drain_s - time.time()))
@@ -130,34 +137,50 @@ async def publish(
 ) -> tuple[int, int]:
     """Price updates round-robin over ``symbols`` at ``rate``/s, and one
     valuation per portfolio per second, until epoch ``until``; every 5 ms the
-    updates due by then go out in one pipeline. Returns (prices, valuations)."""
-    client = aioredis.Redis.from_url(redis_url)
-    step, prices, valuations, version = 0.005, 0, 0, 0
+    updates due by then go out in one write. Returns (prices, valuations).
+
+    Raw RESP on a socket (redis-py costs ~60 µs per PUBLISH here, which
+    would make the publisher, not the server, the bottleneck)."""
+    address = RedisAddress.from_url(redis_url)
+    reader, writer = await asyncio.open_connection(address.host, address.port)
+    if address.password is not None:
+        user = (address.username,) if address.username else ()
+        writer.write(encode_command("AUTH", *user, address.password))
+        await reader.readline()
+    drain = asyncio.create_task(_discard(reader))  # PUBLISH replies: not needed
+    prices = valuations = version = 0
     start = time.monotonic()
-    try:
-        while (now := time.time()) < until:
-            elapsed = time.monotonic() - start
-            due_prices = int(elapsed * rate) - prices
-            due_values = int(elapsed * portfolios) - valuations
-            async with client.pipeline(transaction=False) as pipe:
-                for i in range(prices, prices + due_prices):
-                    version += 1
-                    symbol = f"S{i % symbols}"
-                    body = {"symbol": symbol, "price": f"{100 + i % 97}.25", "currency": "USD",
-                            "provider": "bench", "version": version, "sent": now}  # fmt: skip
-                    pipe.publish(f"{prefix}:prices:{symbol}", orjson.dumps(body))
-                for i in range(valuations, valuations + due_values):
-                    version += 1
-                    pid = f"p{i % portfolios}"
-                    body = {"portfolio_id": pid, "market_value": "1000", "version": version,
-                            "sent": now}  # fmt: skip
-                    pipe.publish(f"{prefix}:portfolio:{pid}", orjson.dumps(body))
-                await pipe.execute()
-            prices, valuations = prices + due_prices, valuations + due_values
-            await asyncio.sleep(step)
-    finally:
-        await client.aclose()
+    while (now := time.time()) < until:
+        elapsed = time.monotonic() - start
+        due_prices = int(elapsed * rate) - prices
+        due_values = int(elapsed * portfolios) - valuations
+        commands = []
+        for i in range(prices, prices + due_prices):
+            version += 1
+            symbol = f"S{i % symbols}"
+            body = {"symbol": symbol, "price": f"{100 + i % 97}.25", "currency": "USD",
+                    "provider": "bench", "version": version, "sent": now}  # fmt: skip
+            commands.append(
+                encode_command("PUBLISH", f"{prefix}:prices:{symbol}", orjson.dumps(body))
+            )
+        for i in range(valuations, valuations + due_values):
+            version += 1
+            pid = f"p{i % portfolios}"
+            body = {"portfolio_id": pid, "market_value": "1000", "version": version, "sent": now}
+            commands.append(
+                encode_command("PUBLISH", f"{prefix}:portfolio:{pid}", orjson.dumps(body))
+            )
+        writer.write(b"".join(commands))
+        prices, valuations = prices + due_prices, valuations + due_values
+        await asyncio.sleep(0.005)
+    writer.close()
+    drain.cancel()
     return prices, valuations
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    while await reader.read(1 << 20):
+        pass
 
 
 def naive_server(redis_url: str, prefix: str, ports: Any) -> None:
