@@ -1,15 +1,19 @@
 """The Redis pub/sub reader and its fan-out to client mailboxes.
 
 Guarantees:
-- One pub/sub connection for the whole server; a Redis channel is
-  subscribed while at least one client wants it (reference counted).
-- ``acquire`` returns only after Redis confirmed the SUBSCRIBE, so a
-  snapshot read afterwards cannot miss an update published in between.
-- The reader never awaits a client: ``Mailbox.offer`` is synchronous and
-  bounded, so one slow client cannot delay others.
-- After a Redis disconnect the reader reconnects with backoff, redis-py
-  re-subscribes, and every subscribed channel gets a fresh snapshot
-  (updates published during the outage are not replayed; the state is).
+- One pub/sub connection for the whole server (``fanout.pubsub``); a Redis
+  channel is subscribed while at least one client wants it (reference
+  counted).
+- ``acquire`` returns only after Redis confirmed the SUBSCRIBE that covers
+  the caller, so a snapshot read afterwards cannot miss an update published
+  in between. Confirmations are matched to SUBSCRIBEs in order, per channel.
+- The reader never awaits a client: every message of a received chunk is
+  offered to the mailboxes synchronously (``Mailbox.offer`` is bounded), so
+  one slow client cannot delay others.
+- After a Redis disconnect the hub reconnects (backoff after failures),
+  re-subscribes every wanted channel in one command and, once Redis
+  confirmed it, gives every subscriber a fresh snapshot (updates published
+  during the outage are not replayed; the state is).
 """
 
 from __future__ import annotations
@@ -20,49 +24,53 @@ import logging
 import time
 from collections import deque
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from fanout import metrics
 from fanout.channels import Channel
 from fanout.conflate import Mailbox
 from fanout.errors import BackendUnavailable
+from fanout.pubsub import PubSubError, PubSubProtocol, RedisAddress, connect
 from fanout.store import SnapshotStore, decode_update
 from schemas.topics import RedisKeys
 
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_TIMEOUT_S = 5.0
-_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+_BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+_CHANNELS_PER_COMMAND = 1000
+
+# One in-flight SUBSCRIBE of a channel and everyone its confirmation releases.
+_Entry = list[asyncio.Future[None]]
 
 
 class Hub:
     """Routes Redis messages to the mailboxes subscribed to them."""
 
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys, store: SnapshotStore) -> None:
+    def __init__(
+        self, address: RedisAddress, client_name: str, keys: RedisKeys, store: SnapshotStore
+    ) -> None:
+        self._address = address
+        self._client_name = client_name
         self._keys = keys
         self._store = store
-        self._pubsub = client.pubsub()
         self._subs: dict[str, dict[Mailbox, str]] = {}
         self._channels: dict[str, Channel] = {}
-        self._confirm: dict[str, deque[asyncio.Future[None]]] = {}
-        self._lock = asyncio.Lock()
-        self._connected = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
+        self._confirm: dict[str, deque[_Entry]] = {}
+        self._conn: PubSubProtocol | None = None
+        self._runner: asyncio.Task[None] | None = None
         self._resync: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        self._reader = asyncio.create_task(self._read_loop(), name="fanout-redis-reader")
+        self._runner = asyncio.create_task(self._run(), name="fanout-redis-reader")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._reader, *self._resync) if t is not None]
+        tasks = [t for t in (self._runner, *self._resync) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.aclose()
+        if self._conn is not None and self._conn.transport is not None:
+            self._conn.transport.close()
 
     async def acquire(self, channel: Channel, mailbox: Mailbox) -> None:
         """Route ``channel`` to ``mailbox``; waits for Redis to confirm."""
@@ -71,25 +79,18 @@ class Hub:
         first = not subscribers
         subscribers[mailbox] = channel.name
         self._channels[redis_channel] = channel
-        if not first:
-            waiting = self._confirm.get(redis_channel)
-            if waiting:  # someone else's SUBSCRIBE is in flight: wait for it too
-                await self._wait(asyncio.shield(waiting[-1]), channel, mailbox)
-            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirm.setdefault(redis_channel, deque()).append(future)
-        try:
-            async with self._lock:
-                await self._pubsub.subscribe(redis_channel)
-        except (RedisError, OSError) as exc:
-            self._discard(redis_channel, future)
-            await self.release(channel, mailbox)
-            raise BackendUnavailable("redis", f"subscribe failed: {exc}") from exc
-        metrics.REDIS_CHANNELS.inc()
-        self._connected.set()
-        await self._wait(future, channel, mailbox)
-
-    async def _wait(self, future: asyncio.Future[None], channel: Channel, mailbox: Mailbox) -> None:
+        waiting = self._confirm.setdefault(redis_channel, deque())
+        if first:
+            metrics.REDIS_CHANNELS.inc()
+            waiting.append([future])
+            if self._conn is not None:  # else the (re)connection subscribes it
+                with contextlib.suppress(PubSubError):  # lost: the reconnection covers it
+                    self._conn.send("SUBSCRIBE", redis_channel)
+        elif waiting:  # a SUBSCRIBE is in flight: its confirmation covers us too
+            waiting[-1].append(future)
+        else:
+            return
         try:
             await asyncio.wait_for(future, SUBSCRIBE_TIMEOUT_S)
         except TimeoutError as exc:
@@ -104,52 +105,58 @@ class Hub:
         del self._subs[redis_channel]
         del self._channels[redis_channel]
         metrics.REDIS_CHANNELS.dec()
-        try:
-            async with self._lock:
-                if redis_channel not in self._subs:  # nobody re-acquired meanwhile
-                    await self._pubsub.unsubscribe(redis_channel)
-        except (RedisError, OSError) as exc:
-            log.warning("unsubscribe %s failed (dropped on reconnect): %s", redis_channel, exc)
-
-    def _discard(self, redis_channel: str, future: asyncio.Future[None]) -> None:
-        waiting = self._confirm.get(redis_channel)
-        if waiting and future in waiting:
-            waiting.remove(future)
-
-    async def _read_loop(self) -> None:
-        await self._connected.wait()
-        failures = 0
-        while True:
+        if self._conn is not None:
             try:
-                message = await self._pubsub.get_message(timeout=None)
-            except (RedisError, OSError) as exc:
-                delay = _BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)]
+                self._conn.send("UNSUBSCRIBE", redis_channel)
+            except PubSubError as exc:
+                log.warning("unsubscribe %s failed (dropped on reconnect): %s", redis_channel, exc)
+
+    async def _run(self) -> None:
+        failures, connected_before = 0, False
+        while True:
+            await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+            try:
+                conn = await connect(
+                    self._address, self._client_name, self._on_message, self._on_push
+                )
+            except PubSubError as exc:
                 failures += 1
-                log.warning("redis pub/sub lost (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-                if await self._reconnect():
-                    failures = 0
+                log.warning("redis pub/sub connect failed (%s); retrying", exc)
                 continue
-            if message is not None:
-                self._handle(message)
+            failures = 0
+            self._conn = conn
+            self._subscribe_all(conn, resync=connected_before)
+            connected_before = True
+            await conn.closed
+            self._conn = None
+            log.warning("redis pub/sub connection lost; reconnecting")
 
-    async def _reconnect(self) -> bool:
-        connection = self._pubsub.connection
-        try:
-            if connection is not None:
-                await connection.connect()  # runs redis-py's re-subscribe callback
-        except (RedisError, OSError) as exc:
-            log.warning("redis reconnect failed: %s", exc)
-            return False
-        task = asyncio.create_task(self._resync_all())
-        self._resync.add(task)
-        task.add_done_callback(self._resync.discard)
-        return True
+    def _subscribe_all(self, conn: PubSubProtocol, resync: bool) -> None:
+        """Subscribe every wanted channel on a new connection. SUBSCRIBEs in
+        flight on the old one are lost, so their waiters join the new one."""
+        confirm: dict[str, deque[_Entry]] = {}
+        for redis_channel in self._subs:
+            old = self._confirm.get(redis_channel) or deque()
+            confirm[redis_channel] = deque([[f for entry in old for f in entry]])
+        self._confirm = confirm
+        channels = list(self._subs)
+        for i in range(0, len(channels), _CHANNELS_PER_COMMAND):
+            conn.send("SUBSCRIBE", *channels[i : i + _CHANNELS_PER_COMMAND])
+        if resync and channels:
+            loop = asyncio.get_running_loop()
+            confirmed = {c: loop.create_future() for c in channels}
+            for redis_channel, future in confirmed.items():
+                confirm[redis_channel][0].append(future)
+            task = asyncio.create_task(self._resync_all(confirmed))
+            self._resync.add(task)
+            task.add_done_callback(self._resync.discard)
 
-    async def _resync_all(self) -> None:
-        """Fresh snapshots for every subscribed channel after an outage."""
-        for redis_channel, subscribers in list(self._subs.items()):
-            if not subscribers:
+    async def _resync_all(self, confirmed: dict[str, asyncio.Future[None]]) -> None:
+        """Fresh snapshots for the re-subscribed channels, once confirmed."""
+        await asyncio.wait(confirmed.values(), timeout=SUBSCRIBE_TIMEOUT_S)
+        for redis_channel, future in confirmed.items():
+            subscribers = self._subs.get(redis_channel)
+            if not future.done() or not subscribers:
                 continue
             try:
                 update = await self._store.snapshot(self._channels[redis_channel])
@@ -159,35 +166,26 @@ class Hub:
             for mailbox, client_name in list(subscribers.items()):
                 mailbox.offer_snapshot(client_name, update)
 
-    def _handle(self, message: dict[str, object]) -> None:
-        kind = message.get("type")
-        channel = _text(message.get("channel"))
-        if kind == "subscribe":
-            waiting = self._confirm.get(channel)
-            if waiting:
-                future = waiting.popleft()
+    def _on_push(self, kind: bytes, channel: bytes) -> None:
+        if kind != b"subscribe":
+            return
+        waiting = self._confirm.get(channel.decode(errors="replace"))
+        if waiting:
+            for future in waiting.popleft():
                 if not future.done():
                     future.set_result(None)
-            return
-        if kind != "message":
-            return
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
         metrics.REDIS_MESSAGES.inc()
-        subscribers = self._subs.get(channel)
-        data = message.get("data")
-        if not subscribers or not isinstance(data, bytes | str):
+        name = channel.decode(errors="replace")
+        subscribers = self._subs.get(name)
+        if not subscribers:
             return
-        raw = data.encode() if isinstance(data, str) else data
         try:
-            update = decode_update(self._channels[channel].kind, raw, time.monotonic())
+            update = decode_update(self._channels[name].kind, data, time.monotonic())
         except ValueError as exc:
             metrics.DROPPED.labels("malformed").inc()
-            log.warning("dropping malformed message on %s: %s", channel, exc)
+            log.warning("dropping malformed message on %s: %s", name, exc)
             return
         for mailbox, client_name in subscribers.items():
             mailbox.offer(client_name, update)
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return str(value)

@@ -24,6 +24,7 @@ from fanout.httpapi import History, HttpApi
 from fanout.hub import Hub
 from fanout.limits import Registry
 from fanout.ownership import OwnershipStore
+from fanout.pubsub import RedisAddress
 from fanout.session import Session, SessionContext
 from fanout.store import SnapshotStore
 from schemas.topics import RedisKeys
@@ -70,7 +71,8 @@ class FanoutServer:
         self._portfolios = OwnershipStore(cfg.postgres_dsn)
         ownership = OwnershipCache(self._portfolios, cfg.ownership_cache_s)
         verifier = TokenVerifier(cfg.jwt_secret, cfg.jwt_public_key, cfg.jwt_leeway_s)
-        self._hub = Hub(self._redis, keys, store)
+        address = RedisAddress.from_url(cfg.redis_url)
+        self._hub = Hub(address, cfg.redis_client_name, keys, store)
         self._hub.start()
         self._ctx = SessionContext(
             cfg, verifier, ChannelAuthorizer(ownership), self._hub, store, self.registry
