@@ -87,6 +87,8 @@ CLICKHOUSE_TABLES = (
     "candles_1d",
     "candles_1w",
     "candles_1mo",
+    "daily_bars",
+    "rollup_rebuilds",
     "valuations",
     "alerts",
 )
