@@ -64,9 +64,10 @@ class PipelineConfig:
     ingest: IngestConfig
     valuation: ValuationConfig
     price_shards: tuple[str, ...] = ()  # keys of the tick input partitions (alert routing)
-    # Alerts wait for the rules topic's end marker after each (re)start
-    # (flows.alerts.stream); only for sources that emit end markers.
-    wait_for_rules: bool = False
+    # Alerts wait for the end markers of this many rules partitions after
+    # each (re)start (flows.alerts.stream); 0: no waiting (sources without
+    # end markers).
+    rule_partitions: int = 0
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
 
@@ -128,7 +129,7 @@ def _add_alerts(
     alerts = op.stateful_batch(
         "price_alerts",
         price_in,
-        lambda s: PriceAlertLogic(s or PriceAlerts(), clock, config.wait_for_rules),
+        lambda s: PriceAlertLogic(s or PriceAlerts(), clock, config.rule_partitions),
     )
     if shard_out is not None:
         portfolio_in = op.merge(
@@ -139,7 +140,7 @@ def _add_alerts(
         portfolio_alerts = op.stateful_batch(
             "portfolio_alerts",
             portfolio_in,
-            lambda s: PortfolioAlertLogic(s or RuleBook(), config.wait_for_rules),
+            lambda s: PortfolioAlertLogic(s or RuleBook(), config.rule_partitions),
         )
         alerts = op.merge("all_alerts", alerts, portfolio_alerts)
     unkeyed = op.key_rm("alerts_unkeyed", alerts)

@@ -138,7 +138,7 @@ def pipeline_config(settings: Settings, exit_at_end: bool) -> PipelineConfig:
             price_shards=shards(settings.topics.ticks),
         ),
         price_shards=shards(settings.topics.ticks),
-        wait_for_rules=True,  # KafkaBatchSource emits end markers
+        rule_partitions=len(shards(settings.topics.rules)),  # KafkaBatchSource: end markers
         dashboard=DashboardConfig(flush_ms=settings.window_live_ms, drain_at_eof=exit_at_end),
     )
 

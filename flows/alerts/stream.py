@@ -9,10 +9,11 @@ for symbols it has never priced: only the shard that carries a symbol may
 decide that its feed went silent.
 
 Rules before prices: a rule that reaches a shard after prices that crossed
-it fires at a different crossing, so with ``wait_for_rules`` both alert
-steps hold their input after each (re)start until the rules topic was read
-to its end (the source's end marker, decoded as ``RULES_END`` and routed to
-every shard like a tombstone). Held input lives in the snapshotted state.
+it fires at a different crossing, so with ``rule_partitions`` > 0 both
+alert steps hold their input after each (re)start until every partition of
+the rules topic was read to its end (the source's end markers, decoded as
+``rules_end(partition)`` and routed to every shard like tombstones). Held
+input lives in the snapshotted state.
 """
 
 from __future__ import annotations
@@ -33,15 +34,21 @@ from schemas.alerts import Alert, AlertKind, AlertRule, RuleInvalid, decode_rule
 from schemas.envelope import RawBatch
 
 RuleChange = tuple[str, AlertRule | None]  # (rule_id, rule or None for a removal)
-# The rules topic was read to its end (no real rule_id is empty).
-RULES_END: RuleChange = ("", None)
+_END = "#end:"  # no real rule_id contains "#"
+
+
+def rules_end(partition: int) -> RuleChange:
+    """The change that says: partition ``partition`` of the rules topic was read to its end."""
+    return (f"{_END}{partition}", None)
+
+
 _RETAIN = False
 STALE_CHECK_MS = 1_000
 
 
 def decode_rules(batch: RawBatch) -> tuple[list[RuleChange], list[Rejection]]:
     if not batch.records:  # the source's end marker
-        return [RULES_END], []
+        return [rules_end(batch.partition)], []
     changes: list[RuleChange] = []
     rejected: list[Rejection] = []
     for offset, key, value in batch.records:
@@ -74,10 +81,29 @@ def route_rules(
     return routed
 
 
-def _split_end(changes: list[RuleChange]) -> tuple[list[RuleChange], bool]:
-    """(the real rule changes, whether the end marker was among them)."""
-    real = [c for c in changes if c[0] != RULES_END[0]]
-    return real, len(real) != len(changes)
+def _split_end(changes: list[RuleChange]) -> tuple[list[RuleChange], set[str]]:
+    """(the real rule changes, the end markers among them)."""
+    real = [c for c in changes if not c[0].startswith(_END)]
+    return real, {c[0] for c in changes if c[0].startswith(_END)}
+
+
+class _RulesGate:
+    """Open once every rules partition's end marker arrived (at once for 0
+    partitions); not snapshotted, so every (re)start waits again."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.ended: set[str] = set()
+
+    @property
+    def open(self) -> bool:
+        return len(self.ended) >= self.partitions
+
+    def saw(self, ends: set[str]) -> bool:
+        """Record end markers; True if this opened the gate."""
+        was_open = self.open
+        self.ended |= ends
+        return self.open and not was_open
 
 
 @dataclass
@@ -127,28 +153,27 @@ ShardIn = tuple[str, Any]  # ("rules", [RuleChange]) or ("prices", [SourcedTick]
 
 
 class PriceAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PriceAlerts]):
-    def __init__(self, state: PriceAlerts, clock: Clock, wait_for_rules: bool = False) -> None:
+    def __init__(self, state: PriceAlerts, clock: Clock, rule_partitions: int = 0) -> None:
         self.state = state
         self.clock = clock
         # Built once per execution: a restored shard's downtime is not a quiet
         # feed, and the rules are awaited again.
         state.newest_at_sys_ms = restarted(state.newest_at_sys_ms, clock())
         state.__dict__.setdefault("waiting", [])  # snapshots from before it existed
-        self.ready = not wait_for_rules
+        self.gate = _RulesGate(rule_partitions)
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[list[Alert]], bool]:
         now = self.clock()
         alerts: list[Alert] = []
         for kind, payload in values:
             if kind == "rules":
-                changes, at_end = _split_end(payload)
+                changes, ends = _split_end(payload)
                 self.state.apply_rules(changes)
-                if at_end and not self.ready:
-                    self.ready = True
+                if self.gate.saw(ends):
                     for ticks in self.state.waiting:
                         alerts += self.state.observe(ticks, now)
                     self.state.waiting = []
-            elif self.ready:
+            elif self.gate.open:
                 alerts += self.state.observe(payload, now)
             else:
                 self.state.waiting.append(payload)
@@ -177,28 +202,27 @@ class PortfolioAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PortfolioAler
     """Portfolio rules next to the portfolio shard's output: valuations
     (goal, drawdown, pct_move, concentration, drift) and applied dividends."""
 
-    def __init__(self, state: PortfolioAlerts | RuleBook, wait_for_rules: bool = False) -> None:
+    def __init__(self, state: PortfolioAlerts | RuleBook, rule_partitions: int = 0) -> None:
         # A bare RuleBook: a snapshot from before PortfolioAlerts existed.
         self.state = state if isinstance(state, PortfolioAlerts) else PortfolioAlerts(state)
-        self.ready = not wait_for_rules  # awaited again after every (re)start
+        self.gate = _RulesGate(rule_partitions)
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[list[Alert]], bool]:
         alerts: list[Alert] = []
         book = self.state.book
         for kind, payload in values:
             if kind == "rules":
-                changes, at_end = _split_end(payload)
+                changes, ends = _split_end(payload)
                 for rule_id, rule in changes:
                     if rule is None:
                         book.remove(rule_id)
                     else:
                         book.upsert(rule)
-                if at_end and not self.ready:
-                    self.ready = True
+                if self.gate.saw(ends):
                     for out in self.state.waiting:
                         alerts += observe_shard_output(book, out)
                     self.state.waiting = []
-            elif self.ready:
+            elif self.gate.open:
                 alerts += observe_shard_output(book, payload)
             else:
                 self.state.waiting.append(payload)
