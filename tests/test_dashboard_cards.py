@@ -14,8 +14,10 @@ from flows.dashboard.assets import asset_class
 from flows.dashboard.board import UserBoard, card_json
 from flows.dashboard.books import PortfolioBook
 from flows.dashboard.cards import Holding, Move, allocation_body, movers_body
+from flows.dashboard.compute import Caches
 from flows.dashboard.income import income_body
 from flows.dashboard.series import date_day, live_returns, period_bases
+from flows.portfolio.fast_valuation import Valuer
 from flows.portfolio.ledger import PortfolioState
 from flows.portfolio.returns import price_return, twr
 from flows.valuation.shard import AppliedTransaction, PositionRow
@@ -234,3 +236,22 @@ def test_only_changed_cards_are_published_with_rising_versions():
     board.clock_ms = 5_000
     assert board.publish({"a": {"x": 3}})["a"].version == 5_000
     assert card_json(7, 0, b"{}") == b'{"version":7,"as_of":"1970-01-01T00:00:00.000Z"}'
+
+
+def test_allocation_reuses_a_single_valuations_weights_exactly():
+    rows = [{"type": "DEPOSIT", "amount": "100000", "executed_at": "2024-01-02T00:00:00Z"}]
+    for symbol, quantity, price in (("AAA", "3", "17.1"), ("BBB", "7", "3.3"), ("CCC", "11", "9")):
+        rows.append(
+            {"type": "BUY", "symbol": symbol, "quantity": quantity, "price": price}
+            | {"executed_at": "2024-01-02T00:00:00Z"}
+        )
+    state, _ = apply_all("p1", rows)
+    prices = {"AAA": D("17.33"), "BBB": D("3.07"), "CCC": D("9.91")}
+    record = Valuer().value(state, prices, 0, 1_000)
+    book = PortfolioBook("p1")
+    book.add_valuation(record)
+    holdings, unpriced = Caches().holdings(book)
+    fast = allocation_body("USD", holdings, record.cash, unpriced, single=True)
+    slow = allocation_body("USD", holdings, record.cash, unpriced, single=False)
+    assert fast == slow
+    assert [r["symbol"] for r in fast["by_symbol"]] == ["CCC", "AAA", "BBB"]

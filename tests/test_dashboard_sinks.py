@@ -124,3 +124,15 @@ def test_postgres_merges_cards_by_version_and_replays_change_nothing(pg_dsn: str
     document, version = stored()
     assert version == 200 and set(document["cards"]) == {"performance", "activity", "movers"}
     part.close()
+
+
+def test_redis_splits_large_batches_into_calls(client: redis.Redis, redis_prefix: str):
+    keys = RedisKeys(redis_prefix)
+    part = RedisDashboardSink(REDIS_URL, redis_prefix, users_per_call=2).build("dash", 0, 1)
+    users = [f"u{n}" for n in range(5)]
+    part.write_batch([[update(u, movers=card(10 + n, n=n)) for n, u in enumerate(users)]])
+    for n, user in enumerate(users):
+        doc = orjson.loads(client.get(keys.dashboard(user)) or b"null")
+        assert doc["user_id"] == user and doc["version"] == 10 + n
+        assert list(doc["cards"]) == ["movers"] and doc["cards"]["movers"]["n"] == n
+    part.close()

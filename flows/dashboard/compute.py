@@ -38,6 +38,8 @@ from flows.dashboard.income import income_body
 from flows.dashboard.series import PeriodBase, day_date, live_returns, period_bases
 from flows.portfolio.money import ZERO
 
+First = tuple[int, Decimal, str | None]  # a symbol's first price of a day: (day, price, text)
+
 
 @dataclass(frozen=True)
 class CardSettings:
@@ -103,6 +105,9 @@ class Caches:
                 p["currency"],
                 Decimal(p["price"]),
                 None if p["market_value"] is None else Decimal(p["market_value"]),
+                p["price"],
+                p["market_value"],
+                p["weight"],
             )
             for p in doc["positions"]
         ]
@@ -149,7 +154,7 @@ class CardMaker:
         self.caches = caches
 
     def bodies(
-        self, board: UserBoard, bench: Benchmark, firsts: dict[str, tuple[int, Decimal]]
+        self, board: UserBoard, bench: Benchmark, firsts: dict[str, First]
     ) -> dict[str, dict[str, Any]]:
         """Bodies of the board's dirty cards (clears the dirty set)."""
         if board.today > board.income_day and board.income_day >= 0:
@@ -214,23 +219,23 @@ class CardMaker:
             holdings += rows
             unpriced += missing
             cash += book.latest.cash if book.latest is not None else ZERO
-        return allocation_body(currency, holdings, cash, unpriced)
+        return allocation_body(currency, holdings, cash, unpriced, single=len(books) == 1)
 
     def _movers(
-        self, board: UserBoard, books: list[PortfolioBook], firsts: dict[str, tuple[int, Decimal]]
+        self, board: UserBoard, books: list[PortfolioBook], firsts: dict[str, First]
     ) -> dict[str, Any]:
         today = board.today
-        latest: dict[str, Decimal] = {}
+        latest: dict[str, Holding] = {}
         for book in books:
             if book.latest is None or valuation_day(book.latest) != today:
                 continue  # not revalued today: none of its symbols moved today
             for holding in self.caches.holdings(book)[0]:
-                latest[holding.symbol] = holding.price
+                latest[holding.symbol] = holding
         moves = []
-        for symbol, price in sorted(latest.items()):
+        for symbol, h in latest.items():
             first = firsts.get(symbol)
             if first is None or first[0] < today:
-                firsts[symbol] = first = (today, price)
+                firsts[symbol] = first = (today, h.price, h.price_text)
             if first[0] == today:
-                moves.append(Move(symbol, first[1], price))
+                moves.append(Move(symbol, first[1], h.price, first[2], h.price_text))
         return movers_body(day_date(today).isoformat(), moves, self.settings.movers)

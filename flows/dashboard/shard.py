@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from flows.dashboard.board import DashboardUpdate, UserBoard
-from flows.dashboard.compute import Benchmark, Caches, CardMaker, CardSettings
+from flows.dashboard.compute import Benchmark, Caches, CardMaker, CardSettings, First
 from flows.portfolio.valuation_record import ValuationRecord
 from flows.valuation.shard import AppliedTransaction, ShardOutput
 from schemas.alerts import Alert
@@ -81,7 +81,7 @@ class DashboardShard:
     settings: CardSettings = field(default_factory=CardSettings)
     users: dict[str, UserBoard] = field(default_factory=dict)
     bench: Benchmark = field(default_factory=Benchmark)
-    firsts: dict[str, tuple[int, Decimal]] = field(default_factory=dict)  # symbol -> day's first
+    firsts: dict[str, First] = field(default_factory=dict)  # symbol -> the day's first price
     pending: set[str] = field(default_factory=set)  # users with dirty cards
     caches: Caches = field(default_factory=Caches, compare=False, repr=False)
     changed: set[str] = field(default_factory=set, compare=False, repr=False)  # since snapshot

@@ -8,7 +8,8 @@ Layout per user (``K`` = ``RedisKeys.dashboard(user_id)``):
 - ``K:cards``: hash, card name -> card JSON;
 - ``K:versions``: hash, card name -> card version.
 
-Delivery guarantee: effectively-once. One Lua call per batch writes a card
+Delivery guarantee: effectively-once. One Lua call per batch (per
+``users_per_call`` users, so no call blocks Redis for long) writes a card
 only when its version is greater than the stored one, rebuilds ``K`` from
 the hash only when some card was written, and publishes
 ``{"type":"cards","cards":{...}}`` with exactly the cards written. So a
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
+from typing import NamedTuple
 
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -82,26 +85,33 @@ return written
 """
 
 
-def merge_arguments(
-    keys: RedisKeys, updates: list[DashboardUpdate]
-) -> tuple[list[str], list[str | bytes | int], int]:
-    """(KEYS, ARGV, card count) of ``DASHBOARD_MERGE`` for ``updates``."""
-    script_keys: list[str] = []
-    args: list[str | bytes | int] = []
-    count = 0
+class ScriptCall(NamedTuple):
+    keys: list[str]
+    args: list[str | bytes | int]
+    cards: int
+
+
+def merge_calls(keys: RedisKeys, updates: list[DashboardUpdate], users: int) -> list[ScriptCall]:
+    """``DASHBOARD_MERGE`` calls for ``updates``, at most ``users`` users each
+    (a script blocks Redis while it runs: chunks bound that time)."""
+    calls: list[ScriptCall] = []
     for user_id, cards in sorted(newest_cards(updates).items()):
-        script_keys.append(keys.dashboard(user_id))
-        args += [keys.user_channel(user_id), orjson.dumps(user_id), len(cards)]
+        if not calls or len(calls[-1].keys) >= users:
+            calls.append(ScriptCall([], [], 0))
+        call = calls[-1]
+        call.keys.append(keys.dashboard(user_id))
+        call.args.extend((keys.user_channel(user_id), orjson.dumps(user_id), len(cards)))
         for name, card in sorted(cards.items()):
-            args += [name, card.version, card.json]
-        count += len(cards)
-    return script_keys, args, count
+            call.args.extend((name, card.version, card.json))
+        calls[-1] = call._replace(cards=call.cards + len(cards))
+    return calls
 
 
 @dataclass(frozen=True)
 class RedisDashboardSink(DynamicSink[list[DashboardUpdate]]):
     url: str
     prefix: str = "folio"
+    users_per_call: int = 256  # bounds how long one script call blocks Redis
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DashboardPartition:
@@ -116,20 +126,19 @@ class _DashboardPartition(StatelessSinkPartition[list[DashboardUpdate]]):
         self._script = self._client.register_script(DASHBOARD_MERGE)
 
     def write_batch(self, items: list[list[DashboardUpdate]]) -> None:
-        keys, args, count = merge_arguments(self._keys, [u for rows in items for u in rows])
-        if not keys:
+        updates = [u for rows in items for u in rows]
+        calls = merge_calls(self._keys, updates, self._spec.users_per_call)
+        if not calls:
             return
         started = time.perf_counter()
-        written = int(
-            with_retry(
-                SINK,
-                lambda: translate(SINK, lambda: self._script(keys=keys, args=args)),
-                self._spec.retry,
-            )
-        )
-        metrics.ROWS.labels(SINK).inc(written)
-        metrics.SKIPPED.labels(SINK).inc(count - written)
+        for call in calls:
+            written = with_retry(SINK, partial(self._run, call), self._spec.retry)
+            metrics.ROWS.labels(SINK).inc(written)
+            metrics.SKIPPED.labels(SINK).inc(call.cards - written)
         metrics.BATCH_SECONDS.labels(SINK).observe(time.perf_counter() - started)
+
+    def _run(self, call: ScriptCall) -> int:
+        return int(translate(SINK, lambda: self._script(keys=call.keys, args=call.args)))
 
     def close(self) -> None:
         self._client.close()
