@@ -14,11 +14,12 @@ import redis
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.dashboard.board import DashboardUpdate
-from flows.dashboard.flow import DashboardConfig, DashboardSinks
+from flows.dashboard.flow import DashboardConfig, DashboardLogic, DashboardSinks
 from flows.dashboard.shard import DashboardShard, ShardInput, Snapshotter, restore
 from flows.ingest.flow import IngestConfig, IngestSinks
 from flows.pipeline import PipelineConfig, PipelineSinks, PipelineSources, build_flow
 from flows.valuation.flow import ValuationConfig, ValuationSinks
+from schemas.alerts import Alert, AlertKind
 from schemas.envelope import RawBatch, RawRecord
 from schemas.topics import RedisKeys
 from sinks.redis.dashboard import RedisDashboardSink
@@ -181,3 +182,36 @@ def test_dashboard_shard_snapshot_restores_it():
     assert restored.bench.closes == {
         ms("2024-03-14T10:00") // 86_400_000: (ms("2024-03-14T10:00"), Decimal(400))
     }
+
+
+def alert(n: int, user: str = "u1") -> Alert:
+    return Alert(
+        alert_id=f"a{n}",
+        rule_id="r1",
+        rule_version=1,
+        user_id=user,
+        kind=AlertKind.PRICE_ABOVE,
+        symbol="AAA",
+        threshold=Decimal(10),
+        message=f"AAA above 10 ({n})",
+        triggered_at=datetime.fromtimestamp(1_700_000_000 + n, UTC),
+    )
+
+
+def test_at_most_one_update_per_user_per_flush_interval():
+    now = [1_000]
+    logic = DashboardLogic.resume(None, DashboardConfig(flush_ms=1_000), lambda: now[0])
+    [[first]] = logic.on_batch([ShardInput([], [], [], [alert(1)])])[0]
+    assert first.user_id == "u1" and set(first.cards) == {"activity"}
+    # Within the interval: held back, with a wake-up at its end.
+    assert logic.on_batch([ShardInput([], [], [], [alert(2)])])[0] == []
+    assert logic.on_batch([ShardInput([], [], [], [alert(3)])])[0] == []
+    assert logic.notify_at() == datetime.fromtimestamp(2, UTC)
+    now[0] = 2_000
+    [[second]] = logic.on_notify()[0]
+    activity = orjson.loads(second.cards["activity"].json)
+    assert [a["alert_id"] for a in activity["alerts"]] == ["a3", "a2", "a1"]
+    assert logic.notify_at() is None
+    # A known alert again changes nothing: no update even when due.
+    now[0] = 5_000
+    assert logic.on_batch([ShardInput([], [], [], [alert(3)])])[0] == []
