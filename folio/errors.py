@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from connectors.kafka.errors import KafkaConnectorError
+from connectors.providers.config import ChainConfigError
 from connectors.replay import ReplayFileError
 from deploy.stack import StackError
 from deploy.tansu import BrokerError
@@ -18,6 +19,7 @@ class UsageProblem(Exception):
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     UsageProblem,
     ReplayFileError,
+    ChainConfigError,
     KafkaConnectorError,
     StackError,
     BrokerError,

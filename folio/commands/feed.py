@@ -84,3 +84,55 @@ def replay(
         producer, settings.topics.ticks, read_ticks(file, provider), speed, threading.Event()
     )
     typer.echo(f"replayed {stats.sent} rows to {settings.topics.ticks} ({stats.rate():,.0f}/s)")
+
+
+def _symbols_by_class(specs: list[str]) -> dict[str, list[str]]:
+    by_class: dict[str, list[str]] = {}
+    for spec in specs:
+        asset_class, sep, symbols = spec.partition(":")
+        names = [s.strip() for s in symbols.split(",") if s.strip()]
+        if not sep or not asset_class.strip() or not names:
+            raise typer.BadParameter(f"--symbols {spec!r}: expected CLASS:SYM1,SYM2")
+        by_class.setdefault(asset_class.strip(), []).extend(names)
+    return by_class
+
+
+@app.command("poll")
+def poll(
+    ctx: typer.Context,
+    config: Path = typer.Option(..., exists=True, dir_okay=False, help="Provider chain (JSON)."),
+    symbols: list[str] = typer.Option(..., help="CLASS:SYM1,SYM2 (repeat per asset class)."),
+    interval: float = typer.Option(5.0, min=0.1, help="Seconds between polls."),
+    once: bool = typer.Option(False, "--once", help="Poll once and exit."),
+) -> None:
+    """Poll HTTP quote providers through their fallback chain (rate limits,
+    backoff, circuit breakers, stale-quote check) and publish the quotes."""
+    from connectors.providers import build_chain, load_chain_config, run_poller
+    from schemas.market import Tick
+
+    settings: Settings = ctx.obj
+    chain = build_chain(load_chain_config(config))
+    wanted = _symbols_by_class(symbols)
+    producer = _producer(settings)
+
+    def publish(ticks: list[Tick]) -> None:
+        producer.produce_many(
+            settings.topics.ticks, [(t.symbol, t.model_dump_json().encode()) for t in ticks]
+        )
+        producer.flush()
+
+    if once:
+        result = chain.poll(wanted)
+        publish(result.ticks)
+        typer.echo(
+            f"published {len(result.ticks)} quotes; missing: {len(result.missing)}; "
+            f"stale dropped: {result.stale_dropped}"
+        )
+        return
+    stop = threading.Event()
+    try:
+        stats = run_poller(chain, wanted, publish, interval, stop)
+    except KeyboardInterrupt:
+        stop.set()
+        return
+    typer.echo(f"stopped after {stats}")
