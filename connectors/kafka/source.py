@@ -32,6 +32,7 @@ from schemas.envelope import RawBatch, RawRecord
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT = timedelta(milliseconds=20)
+_new_tuple = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class _BatchPartition(StatefulSourcePartition[RawBatch, int]):
             raise StopIteration()
         messages = self._consumer.consume(self._spec.batch_size, self._spec.poll_timeout_s)
         records: list[RawRecord] = []
+        keep = records.append
         at_end = False
         for msg in messages:
             error = msg.error()
@@ -118,7 +120,8 @@ class _BatchPartition(StatefulSourcePartition[RawBatch, int]):
                 raise KafkaConnectorError(f"consuming {self._topic}[{self._idx}]: {error.str()}")
             offset = msg.offset()
             if offset is not None:
-                records.append(RawRecord(offset, msg.key(), msg.value()))
+                # tuple.__new__ skips the NamedTuple's Python-level __new__: per message.
+                keep(_new_tuple(RawRecord, (offset, msg.key(), msg.value())))
         self._idle = not records
         out = []
         if records:
