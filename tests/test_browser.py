@@ -143,7 +143,7 @@ def _number(selector: str) -> str:
 
 
 def _has_text(element_id: str, text: str) -> str:
-    return f"document.getElementById('{element_id}').textContent.includes({text!r})"
+    return f"!!document.getElementById('{element_id}')?.textContent.includes({text!r})"
 
 
 async def _scenario(devtools: str, port: int, flow: Flow) -> None:

@@ -167,13 +167,19 @@ class Page:
         return result["result"].get("value")
 
     async def wait_for(self, expression: str, what: str, timeout: float = 10.0) -> Any:
-        """The first truthy value of ``expression``, polled."""
+        """The first truthy value of ``expression``, polled; evaluation errors
+        (a page still loading, a context replaced by a reload) are retried."""
         deadline = time.monotonic() + timeout
-        while not (value := await self.evaluate(expression)):
+        while True:
+            try:
+                value: Any = await self.evaluate(expression)
+            except AssertionError as exc:
+                value = exc
+            if value and not isinstance(value, AssertionError):
+                return value
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what}; last value {value!r}")
             await asyncio.sleep(0.05)
-        return value
 
     async def text(self, selector: str) -> str | None:
         sel = orjson.dumps(selector).decode()
