@@ -11,10 +11,12 @@ scripted prices, valuations and dividends in, alerts out.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.ingest.flow import IngestConfig, IngestSinks
@@ -169,3 +171,137 @@ def test_each_kind_fires_once_per_crossing_through_the_flow():
     # Deterministic: the same input again gives the same alerts, ids included.
     again = run_crossings()
     assert sorted(a.model_dump_json() for a in again) == sorted(a.model_dump_json() for a in alerts)
+
+
+# -- 2. rule changes in the running flow -------------------------------------
+
+Script = Iterator[RawBatch | None]  # None: nothing to emit at this poll
+MAX_POLLS = 20_000  # a script that waits longer is broken: fail, do not hang
+
+
+class _ScriptPartition(StatefulSourcePartition[RawBatch, None]):
+    def __init__(self, script: Script) -> None:
+        self._script = script
+
+    def next_batch(self) -> list[RawBatch]:
+        item = next(self._script)  # StopIteration: the end of this input
+        return [] if item is None else [item]
+
+    def snapshot(self) -> None:
+        return None
+
+
+class ScriptSource(FixedPartitionedSource[RawBatch, None]):
+    """One partition that runs a generator; it may wait on the flow's output."""
+
+    def __init__(self, make: Callable[[], Script]) -> None:
+        self._make = make
+
+    def list_parts(self) -> list[str]:
+        return ["0"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _ScriptPartition:
+        return _ScriptPartition(self._make())
+
+
+class Board:
+    """The alerts the flow has emitted so far (a TestingSink's list)."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[Alert]] = []
+
+    def alerts(self) -> list[Alert]:
+        return [a for rows in self.rows for a in rows]
+
+    def has(self, rule_id: str) -> bool:
+        return any(a.rule_id == rule_id for rows in self.rows for a in rows)
+
+
+def sentinel(n: int) -> AlertRule:
+    """Fires on the first price of symbol ``Mn`` (a new rule starts armed)."""
+    return rule(f"s{n}", "price_above", "1", symbol=f"M{n}")
+
+
+WATCHED = rule("a", "price_above", "100", symbol="X")
+
+
+def rule_script(board: Board) -> Script:
+    """Rule changes, each sent only after the ticks before it were evaluated
+    (sentinel ``s{k}`` with k odd fired), each with a sentinel of its own."""
+    changes: list[AlertRule | str] = [
+        WATCHED.model_copy(update={"active": False, "version": 2}),  # pause
+        WATCHED.model_copy(update={"active": True, "version": 3}),  # resume
+        "a",  # remove (tombstone)
+    ]
+    first = [WATCHED, sentinel(0), *(sentinel(k) for k in (1, 3, 5, 7))]
+    yield RawBatch("rules", 0, [rule_record(n, r) for n, r in enumerate(first)])
+    yield RawBatch("rules", 0, [])  # end marker: the rules were read
+    for k, change in enumerate(changes):
+        yield from wait_for(board, f"s{2 * k + 1}")
+        # the change and its sentinel in one batch: applied together
+        records = [rule_record(5 + 2 * k, change), rule_record(6 + 2 * k, sentinel(2 * k + 2))]
+        yield RawBatch("rules", 0, records)
+
+
+def wait_for(board: Board, rule_id: str) -> Iterator[None]:
+    for _ in range(MAX_POLLS):
+        if board.has(rule_id):
+            return
+        yield None
+    raise AssertionError(f"sentinel {rule_id} never fired")
+
+
+def tick_script(board: Board, crossings: list[int]) -> Script:
+    """Per phase: wait for the phase's rule change (sentinel s{2k}), cross X
+    upwards once (at 101), then poke sentinel s{2k+1} so the rules script
+    knows these ticks were evaluated."""
+    ts = T0
+    n = 0
+
+    def emit(symbol: str, price: str) -> RawBatch:
+        nonlocal ts, n
+        ts, n = ts + 100, n + 1
+        return RawBatch("ticks", 0, [tick(n, symbol, price, ts)])
+
+    def poke(k: int) -> Script:
+        for _ in range(MAX_POLLS):
+            if board.has(f"s{k}"):
+                return
+            yield emit(f"M{k}", "5")
+        raise AssertionError(f"sentinel s{k} never fired")
+
+    for phase in range(4):  # active, paused, resumed, removed
+        yield from poke(2 * phase)
+        yield emit("X", "99")
+        yield emit("X", "101")
+        crossings.append(ts)
+        yield emit("X", "99")
+        yield from poke(2 * phase + 1)
+    yield RawBatch("ticks", 0, [])
+
+
+def test_pause_resume_remove_take_effect_in_the_running_flow():
+    board = Board()
+    crossings: list[int] = []
+    sources = PipelineSources(
+        ScriptSource(lambda: tick_script(board, crossings)),
+        rules=ScriptSource(lambda: rule_script(board)),
+    )
+    sinks = PipelineSinks(
+        ingest=IngestSinks(),
+        valuation=ValuationSinks(),
+        alerts=AlertSinks(alert_store=TestingSink(board.rows)),
+    )
+    flow = build_flow(sources, sinks, pipeline_config(False), clock=lambda: NOW, flow_id="al_p")
+    run_main(flow)
+
+    assert len(crossings) == 4
+    watched = [a for a in board.alerts() if a.rule_id == "a"]
+    # Fired while active (v1) and after the resume (v3); not while paused,
+    # not after the removal.
+    got = [
+        (a.rule_version, str(a.observed), int(a.triggered_at.timestamp() * 1000)) for a in watched
+    ]
+    assert got == [(1, "101", crossings[0]), (3, "101", crossings[2])]
+    assert {a.rule_id for a in board.alerts()} == {"a", *(f"s{k}" for k in range(8))}
+    assert len({a.alert_id for a in watched}) == 2
