@@ -143,22 +143,28 @@ class TickDecoder:
 
     def decode(self, raw: bytes, now_ms: int) -> TickRow:
         """Validate one ``market.ticks`` value; raise ``ContractError``."""
-        if len(raw) <= self.max_bytes:
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                data = None
-            if type(data) is dict:
-                row = self._fast(data, now_ms)
-                if row is not None:
-                    return row
-        return decode_tick(raw, now_ms, self.max_bytes, self.max_future_ms)
+        row = self._fast(raw, now_ms) if len(raw) <= self.max_bytes else None
+        if row is None:
+            return decode_tick(raw, now_ms, self.max_bytes, self.max_future_ms)
+        return row
 
-    def _fast(self, data: dict[str, Any], now_ms: int) -> TickRow | None:
-        """The tick, or None to let the reference path decide."""
+    def _fast(self, raw: bytes, now_ms: int) -> TickRow | None:
+        """The tick, or None to let the reference path decide. Runs once per
+        message: the price and timestamp checks are inlined on purpose."""
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        if type(data) is not dict:
+            return None
         get = data.get
         raw_symbol, raw_provider, raw_currency = get("symbol"), get("provider"), get("currency")
-        raw_volume, tick_id = get("volume"), get("tick_id")
+        raw_volume, raw_price, raw_ts, tick_id = (
+            get("volume"),
+            get("price"),
+            get("ts"),
+            get("tick_id"),
+        )
         # Unhashable values (lists, objects) would break the cache lookups.
         if type(raw_volume) not in _SCALARS or type(raw_currency) not in _SCALARS:
             return None
@@ -177,14 +183,32 @@ class TickDecoder:
             if volume is None:
                 return None
             self._remember(self._volumes, raw_volume, volume)
-        price = _plain_decimal(get("price"))
-        ts_ms = _epoch_ms(get("ts"))
+        price: Decimal | None = None
+        if type(raw_price) is str and _is_plain_decimal(raw_price):
+            price = Decimal(raw_price)
+        else:
+            price = _plain_decimal(raw_price)
+        # to_epoch_ms turns every "Z" into "+00:00"; fromisoformat reads a final
+        # "Z" the same way, so only a "Z" elsewhere needs the reference path.
+        if type(raw_ts) is str and "Z" not in raw_ts[:-1]:
+            try:
+                moment = _fromisoformat(raw_ts)
+            except ValueError:
+                return None
+            if moment.tzinfo is None:
+                return None
+            delta = moment - _EPOCH
+            ts_ms = delta.days * 86_400_000 + delta.seconds * 1_000 + delta.microseconds // 1_000
+        elif type(raw_ts) is int:
+            ts_ms = raw_ts
+        else:
+            return None
         if (
             symbol is None
             or provider is None
             or currency is None
             or not price  # None or zero
-            or ts_ms is None
+            or not MIN_EPOCH_MS <= ts_ms <= MAX_EPOCH_MS
             or ts_ms > now_ms + self.max_future_ms
             or (tick_id is not None and not (type(tick_id) is str and 0 < len(tick_id) <= 128))
         ):
@@ -209,6 +233,7 @@ class TickDecoder:
 
 
 _SCALARS = frozenset({str, int, type(None)})
+_is_plain_decimal = _PLAIN_DECIMAL.fullmatch
 _EPOCH = EPOCH
 _fromisoformat = datetime.fromisoformat
 
@@ -216,26 +241,7 @@ _fromisoformat = datetime.fromisoformat
 def _plain_decimal(value: Any) -> Decimal | None:
     """A non-negative Decimal that ``to_decimal`` would return as is, or None."""
     if type(value) is str:
-        return Decimal(value) if _PLAIN_DECIMAL.fullmatch(value) else None
+        return Decimal(value) if _is_plain_decimal(value) else None
     if type(value) is int and 0 <= value < _INT_LIMIT:
         return Decimal(value)
     return None
-
-
-def _epoch_ms(value: Any) -> int | None:
-    """Epoch ms exactly as ``to_epoch_ms``, or None to let it decide."""
-    if type(value) is int:
-        return value if MIN_EPOCH_MS <= value <= MAX_EPOCH_MS else None
-    # to_epoch_ms turns every "Z" into "+00:00"; fromisoformat reads a final
-    # "Z" the same way, so only a "Z" elsewhere needs the reference path.
-    if type(value) is not str or "Z" in value[:-1]:
-        return None
-    try:
-        moment = _fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    delta = moment - _EPOCH
-    ms = delta.days * 86_400_000 + delta.seconds * 1_000 + delta.microseconds // 1_000
-    return ms if MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS else None
