@@ -28,7 +28,8 @@ def _reason(exc: ValidationError) -> tuple[str, str]:
     if isinstance(cause, ContractError):
         return cause.reason, f"{where}: {cause.detail}" if where else cause.detail
     kind = first.get("type", "invalid")
-    reason = {"missing": "missing_field", "enum": "unknown_type"}.get(kind, "invalid_field")
+    reasons = {"missing": "missing_field", "enum": "unknown_type", "model_type": "not_an_object"}
+    reason = reasons.get(kind, "invalid_field")
     return reason, f"{where}: {first.get('msg', '')}"
 
 
