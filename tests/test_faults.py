@@ -14,37 +14,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import psycopg
 import pytest
 import redis
 from bytewax.testing import run_main
 from prometheus_client import REGISTRY
-from psycopg import sql
 from pydantic import SecretStr
 
-from benchmarks.chaos_compare import (
-    PROCESSING_TIME_TABLES,
-    Snapshot,
-    clickhouse_rows,
-    compare,
-    diff_examples,
-    kafka_snapshot,
-    postgres_snapshot,
-    redis_snapshot,
-)
+from benchmarks.chaos_compare import PROCESSING_TIME_TABLES, compare, diff_examples
 from benchmarks.chaos_harness import publish_workload
 from benchmarks.chaos_workload import Workload
 from benchmarks.tcp_proxy import TcpProxy
-from connectors.kafka.admin import ensure_topics
-from folio.settings import Settings, TopicNames
-from folio.wiring import pipeline_flow, topic_partitions
+from folio.settings import Settings
+from folio.wiring import pipeline_flow
 from sinks.clickhouse.client import ClickHouseClient
-from sinks.clickhouse.schema import apply_schema
-from sinks.postgres.migrate import apply_migrations
-from tests.conftest import PG_ADMIN
+from tests.conftest import REDIS_URL
+from tests.test_recovery_support import snapshot, variant
 
 WORKLOAD = Workload(ticks=5_000, txns=200, symbols=10, portfolios=20, ticks_per_s=25)
 OUTAGE_S = 3.0
@@ -55,83 +41,29 @@ SINKS = {
 UPSTREAM_PORT = {"postgres": 5432, "redis": 6379}
 
 
-def snapshot(settings: Settings, clickhouse: ClickHouseClient) -> Snapshot:
-    snap = postgres_snapshot(settings.postgres_dsn.get_secret_value())
-    snap |= redis_snapshot(settings.redis_url.get_secret_value(), settings.redis_prefix)
-    snap |= clickhouse_rows(clickhouse)
-    snap |= kafka_snapshot(settings.kafka_bootstrap, settings.topics.all())
-    return snap
-
-
-@dataclass
-class Faulted:
-    settings: Settings  # what the flow uses: the service behind the proxy
-    direct: Settings  # the same outputs, not through the proxy (probes, snapshot)
-    clickhouse: ClickHouseClient
-
-
-@pytest.fixture
-def faulted(
-    settings: Settings, engine: ClickHouseClient, unique: str
-) -> Iterator[Callable[[int, str], Faulted]]:
-    """Settings for a second run with its own outputs, one service via a proxy."""
-    made: list[Faulted] = []
-
-    def make(proxy_port: int, service: str) -> Faulted:
-        name = f"folio_t_{unique}_f"
-        direct = f"postgresql://postgres@127.0.0.1:5432/{name}"
-        apply_migrations(direct)
-        topics = TopicNames(**{k: f"{v}.f" for k, v in settings.topics.all().items()})
-        topics = topics.model_copy(
-            update={k: settings.topics.all()[k] for k in ("ticks", "transactions", "rules")}
-        )
-        outputs = settings.model_copy(
-            update={
-                "postgres_dsn": SecretStr(direct),
-                "redis_prefix": name,
-                "clickhouse_database": name,
-                "topics": topics,
-            }
-        )
-        proxied = f"127.0.0.1:{proxy_port}"
-        if service == "postgres":
-            via = {"postgres_dsn": SecretStr(f"postgresql://postgres@{proxied}/{name}")}
-        else:
-            via = {"redis_url": SecretStr(f"redis://{proxied}/0")}
-        ensure_topics(outputs.kafka_client_config(), topic_partitions(outputs))
-        client = engine.for_database(name)
-        apply_schema(client)
-        made.append(Faulted(outputs.model_copy(update=via), outputs, client))
-        return made[-1]
-
-    yield make
-    for f in made:
-        engine.command(f"DROP DATABASE IF EXISTS `{f.clickhouse.database}` SYNC")
-        name = f.settings.redis_prefix
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-        keys = list(client.scan_iter(f"{name}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
-
-
-def first_write_seen(service: str, target: Faulted) -> bool:
+def through(proxy: TcpProxy, service: str, settings: Settings) -> Settings:
+    """``settings`` with ``service`` reached through ``proxy``."""
+    where = f"127.0.0.1:{proxy.port}"
     if service == "postgres":
-        with psycopg.connect(target.direct.postgres_dsn.get_secret_value()) as conn:
+        dbname = psycopg.conninfo.conninfo_to_dict(settings.postgres_dsn.get_secret_value())
+        dsn = f"postgresql://postgres@{where}/{dbname['dbname']}"
+        return settings.model_copy(update={"postgres_dsn": SecretStr(dsn)})
+    return settings.model_copy(update={"redis_url": SecretStr(f"redis://{where}/0")})
+
+
+def first_write_seen(service: str, target: Settings) -> bool:
+    if service == "postgres":
+        with psycopg.connect(target.postgres_dsn.get_secret_value()) as conn:
             [(count,)] = conn.execute("SELECT count(*) FROM transactions").fetchall()
         return bool(count)
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(REDIS_URL)
     try:
-        return any(True for _ in client.scan_iter(f"{target.settings.redis_prefix}:price:*"))
+        return any(True for _ in client.scan_iter(f"{target.redis_prefix}:price:*"))
     finally:
         client.close()
 
 
-def inject(service: str, target: Faulted, proxy: TcpProxy, done: threading.Event) -> None:
+def inject(service: str, target: Settings, proxy: TcpProxy, done: threading.Event) -> None:
     """Once the flow wrote to the service: cut it for OUTAGE_S, then reset
     the connections three times while the flow writes again."""
     while not done.is_set() and not first_write_seen(service, target):
@@ -155,7 +87,7 @@ def test_outage_and_resets_lose_nothing(
     service: str,
     settings: Settings,
     clickhouse: ClickHouseClient,
-    faulted: Callable[[int, str], Faulted],
+    engine: ClickHouseClient,
     caplog: pytest.LogCaptureFixture,
 ):
     publish_workload(settings.kafka_bootstrap, settings.topics, WORKLOAD)
@@ -164,17 +96,17 @@ def test_outage_and_resets_lose_nothing(
 
     caplog.set_level(logging.INFO, logger="sinks.retry")
     before = {sink: errors(sink) for sink in SINKS[service]}
-    with TcpProxy(UPSTREAM_PORT[service]) as proxy:
-        target = faulted(proxy.port, service)
+    with variant(settings, engine, "f") as target, TcpProxy(UPSTREAM_PORT[service]) as proxy:
         done = threading.Event()
-        chaos = threading.Thread(target=inject, args=(service, target, proxy, done))
+        chaos = threading.Thread(target=inject, args=(service, target.settings, proxy, done))
         chaos.start()
         try:
-            run_main(pipeline_flow(target.settings, exit_at_end=True, clickhouse=target.clickhouse))
+            flow = pipeline_flow(through(proxy, service, target.settings), True, target.clickhouse)
+            run_main(flow)
         finally:
             done.set()
             chaos.join()
-    got = snapshot(target.direct, target.clickhouse)
+        got = snapshot(target.settings, target.clickhouse)
 
     assert len(proxy.stats.cuts) == 1 and proxy.stats.resets >= 1
     failed = {sink for sink in SINKS[service] if errors(sink) > before[sink]}

@@ -28,16 +28,7 @@ import time
 import pytest
 from bytewax.testing import run_main
 
-from benchmarks.chaos_compare import (
-    PROCESSING_TIME_TABLES,
-    Snapshot,
-    clickhouse_rows,
-    compare,
-    diff_examples,
-    kafka_snapshot,
-    postgres_snapshot,
-    redis_snapshot,
-)
+from benchmarks.chaos_compare import PROCESSING_TIME_TABLES, compare, diff_examples
 from benchmarks.chaos_harness import (
     drop_target,
     make_target,
@@ -51,6 +42,7 @@ from benchmarks.chaos_workload import Workload
 from folio.settings import Settings
 from folio.wiring import pipeline_flow
 from sinks.clickhouse.client import ClickHouseClient
+from tests.test_recovery_support import snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -58,14 +50,6 @@ pytestmark = pytest.mark.slow
 WORKLOAD = Workload(ticks=20_000, txns=500, symbols=20, portfolios=40, ticks_per_s=50)
 KILLS = 3
 KINDS = {"BUY", "SELL", "DIVIDEND", "DEPOSIT", "WITHDRAWAL", "FEE", "SPLIT"}
-
-
-def reference_snapshot(settings: Settings, clickhouse: ClickHouseClient) -> Snapshot:
-    snap = postgres_snapshot(settings.postgres_dsn.get_secret_value())
-    snap |= redis_snapshot(settings.redis_url.get_secret_value(), settings.redis_prefix)
-    snap |= clickhouse_rows(clickhouse)
-    snap |= kafka_snapshot(settings.kafka_bootstrap, settings.topics.all())
-    return snap
 
 
 def test_kill_9_and_restart_converge_to_the_crash_free_result(
@@ -85,7 +69,7 @@ def test_kill_9_and_restart_converge_to_the_crash_free_result(
         started = time.monotonic()
         run_main(pipeline_flow(settings, exit_at_end=True, clickhouse=clickhouse))
         work_s = (time.monotonic() - started) / KILLS
-        reference = reference_snapshot(settings, clickhouse)
+        reference = snapshot(settings, clickhouse)
 
         migrate(target)
         args = run_args(0.5, ["--recovery-dir", str(target.recovery_dir)])
