@@ -29,6 +29,7 @@ from schemas.fast import TickRow
 
 # [open_ts, open, high, low, close_ts, close, volume, trades, currency]
 _Acc = list
+_ZERO = Decimal(0)
 
 
 @dataclass
@@ -65,20 +66,41 @@ class CandleBuilder:
     def add(
         self, prices: list[SourcedTick], now_sys_ms: int
     ) -> tuple[list[CandleRow], list[SourcedTick]]:
-        """Fold consolidated prices in; return (closed candles, late prices)."""
+        """Fold consolidated prices in; return (closed candles, late prices).
+
+        Runs once per tick: folding into an open window is inlined."""
         late: list[SourcedTick] = []
         closed: list[CandleRow] = []
+        window_ms = self.window_ms
+        open_windows = self.open_windows
         for item in prices:
-            row = item.tick
-            start = row.ts_ms - row.ts_ms % self.window_ms
-            if start + self.window_ms <= self.closed_until_ms:
+            row = item[0]
+            ts_ms = row.ts_ms
+            start = ts_ms - ts_ms % window_ms
+            if start + window_ms <= self.closed_until_ms:
                 late.append(item)
                 continue
-            self._fold(row, start)
-            if self.newest_ms is None or row.ts_ms > self.newest_ms:
-                self.newest_ms = row.ts_ms
+            acc = open_windows.get((row.symbol, start))
+            if acc is None:
+                self._open(row, start)
+            else:
+                price = row.price
+                if ts_ms < acc[0]:
+                    acc[0], acc[1] = ts_ms, price
+                if price > acc[2]:
+                    acc[2] = price
+                elif price < acc[3]:
+                    acc[3] = price
+                if ts_ms >= acc[4]:
+                    acc[4], acc[5] = ts_ms, price
+                volume = row.volume
+                acc[6] += _ZERO if volume is None else volume
+                acc[7] += 1
+            newest = self.newest_ms
+            if newest is None or ts_ms > newest:
+                self.newest_ms = ts_ms
                 self.newest_at_sys_ms = now_sys_ms
-                mark = row.ts_ms - self.lateness_ms
+                mark = ts_ms - self.lateness_ms
                 if mark > self.closed_until_ms:
                     if self.ends and self.ends[0] <= mark:
                         closed += self._close_until(mark)
@@ -86,39 +108,27 @@ class CandleBuilder:
                         self.closed_until_ms = mark
         return closed + self.close_due(now_sys_ms), late
 
-    def _fold(self, row: TickRow, start: int) -> None:
-        key = (row.symbol, start)
-        acc = self.open_windows.get(key)
-        volume = row.volume if row.volume is not None else Decimal(0)
-        if acc is None:
-            self.open_windows[key] = [
-                row.ts_ms,
-                row.price,
-                row.price,
-                row.price,
-                row.ts_ms,
-                row.price,
-                volume,
-                1,
-                row.currency,
-            ]
-            end = start + self.window_ms
-            waiting = self.symbols_by_end.get(end)
-            if waiting is None:
-                self.symbols_by_end[end] = waiting = []
-                heapq.heappush(self.ends, end)
-            waiting.append(row.symbol)
-            return
-        if row.ts_ms < acc[0]:
-            acc[0], acc[1] = row.ts_ms, row.price
-        if row.price > acc[2]:
-            acc[2] = row.price
-        if row.price < acc[3]:
-            acc[3] = row.price
-        if row.ts_ms >= acc[4]:
-            acc[4], acc[5] = row.ts_ms, row.price
-        acc[6] += volume
-        acc[7] += 1
+    def _open(self, row: TickRow, start: int) -> None:
+        """The first tick of a window for its symbol."""
+        volume = row.volume if row.volume is not None else _ZERO
+        price = row.price
+        self.open_windows[(row.symbol, start)] = [
+            row.ts_ms,
+            price,
+            price,
+            price,
+            row.ts_ms,
+            price,
+            volume,
+            1,
+            row.currency,
+        ]
+        end = start + self.window_ms
+        waiting = self.symbols_by_end.get(end)
+        if waiting is None:
+            self.symbols_by_end[end] = waiting = []
+            heapq.heappush(self.ends, end)
+        waiting.append(row.symbol)
 
     def close_due(self, now_sys_ms: int) -> list[CandleRow]:
         watermark = self.watermark(now_sys_ms)
