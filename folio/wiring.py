@@ -27,6 +27,7 @@ from flows.pipeline import (
     build_flow,
 )
 from flows.valuation.flow import ValuationConfig, ValuationSinks
+from folio.errors import UsageProblem
 from folio.settings import Settings
 from schemas.topics import TOPICS
 from sinks.kafka import KafkaTopicSink
@@ -170,11 +171,22 @@ def pipeline_flow(
     return build_flow(sources, sinks, pipeline_config(settings, exit_at_end))
 
 
-def recovery_config(directory: Path | None, partitions: int) -> RecoveryConfig | None:
-    """Bytewax recovery; partitions are created on first use."""
+def recovery_config(
+    directory: Path | None, partitions: int, create: bool = True
+) -> RecoveryConfig | None:
+    """Bytewax recovery. With ``create``, an empty directory gets
+    ``partitions`` partitions (one process owns them all). Without it (a
+    process of a cluster) the directory must already hold this process's
+    share: a full set created in each process's empty directory would give
+    the cluster several copies of every partition."""
     if directory is None:
         return None
-    directory.mkdir(parents=True, exist_ok=True)
-    if not any(directory.glob("part-*.sqlite3")):
+    if not (directory.is_dir() and any(directory.glob("part-*.sqlite3"))):
+        if not create:
+            raise UsageProblem(
+                f"recovery directory {directory} holds no partitions: in a cluster create "
+                "them once (python -m bytewax.recovery DIR N) and give each process its share"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
         init_db_dir(directory, partitions)
     return RecoveryConfig(directory)

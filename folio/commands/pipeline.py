@@ -72,6 +72,8 @@ def run(
     settings: Settings = ctx.obj
     if (process_id is None) != (addresses is None):
         raise typer.BadParameter("--process-id and --addresses go together")
+    # In a cluster each process must find its share of the partitions.
+    recovery = recovery_config(recovery_dir, recovery_partitions, create=process_id is None)
     ping(settings.kafka_client_config())
     _serve_metrics(settings.metrics_host, settings.metrics_port)
     from folio.store import open_store
@@ -86,7 +88,7 @@ def run(
             process_id=process_id,
             addresses=addresses.split(";") if addresses else None,
             epoch_interval=timedelta(seconds=snapshot_interval),
-            recovery_config=recovery_config(recovery_dir, recovery_partitions),
+            recovery_config=recovery,
         )
     log.info("pipeline_stopped")
 
