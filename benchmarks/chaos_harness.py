@@ -36,8 +36,11 @@ from benchmarks.chaos_workload import (
     tick_records,
     transaction_records,
 )
+from connectors.kafka.admin import ensure_topics
 from connectors.kafka.producer import ReliableProducer
 from folio.settings import TopicNames
+from schemas.topics import TOPICS
+from sinks.postgres.migrate import apply_migrations
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -61,6 +64,14 @@ class Target:
     clickhouse_database: str
     topic_partitions: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    def partitions(self) -> dict[str, int]:
+        """Topic name -> partition count, as ``folio migrate`` creates them."""
+        names = self.topics.all()
+        return {
+            names[logical]: self.topic_partitions or spec.partitions
+            for logical, spec in TOPICS.items()
+        }
 
     @property
     def recovery_dir(self) -> Path:
@@ -148,6 +159,10 @@ def folio(target: Target, *args: str, timeout_s: float = 120.0) -> str:
 
 def migrate(target: Target) -> None:
     """Topics, Postgres tables and (when on) ClickHouse tables of ``target``."""
+    if target.clickhouse_dsn is None:  # no chDB to own: no subprocess needed
+        apply_migrations(target.pg_dsn)
+        ensure_topics({"bootstrap.servers": target.kafka_bootstrap}, target.partitions())
+        return
     folio(target, "migrate")
 
 

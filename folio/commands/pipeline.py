@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import typer
 
@@ -65,6 +67,9 @@ def run(
     snapshot_interval: float = typer.Option(
         5.0, min=0.1, help="Seconds between snapshots (epochs)."
     ),
+    no_clickhouse: bool = typer.Option(
+        False, "--no-clickhouse", help="Write nothing to ClickHouse (ticks, candles, history)."
+    ),
 ) -> None:
     """Run the dataflows against the configured services."""
     from bytewax.run import cli_main
@@ -72,6 +77,9 @@ def run(
     settings: Settings = ctx.obj
     if (process_id is None) != (addresses is None):
         raise typer.BadParameter("--process-id and --addresses go together")
+    cluster = addresses.split(";") if addresses else None
+    if cluster and len(cluster) > 1 and not no_clickhouse:
+        _refuse_shared_chdb(settings.clickhouse_url(), len(cluster))
     # In a cluster each process must find its share of the partitions.
     recovery = recovery_config(recovery_dir, recovery_partitions, create=process_id is None)
     ping(settings.kafka_client_config())
@@ -79,18 +87,28 @@ def run(
     from folio.store import open_store
 
     stop = install_stop_handlers()
-    with open_store(settings) as clickhouse:
+    store = contextlib.nullcontext() if no_clickhouse else open_store(settings)
+    with store as clickhouse:
         flow = pipeline_flow(settings, exit_at_end, clickhouse, stop)
         log.info("pipeline_starting", extra={"workers": workers, "exit_at_end": exit_at_end})
         cli_main(
             flow,
             workers_per_process=workers,
             process_id=process_id,
-            addresses=addresses.split(";") if addresses else None,
+            addresses=cluster,
             epoch_interval=timedelta(seconds=snapshot_interval),
             recovery_config=recovery,
         )
     log.info("pipeline_stopped")
+
+
+def _refuse_shared_chdb(dsn: str, processes: int) -> None:
+    """The embedded ClickHouse belongs to one process; a cluster cannot share it."""
+    if urlparse(dsn).scheme == "chdb":
+        raise UsageProblem(
+            f"the embedded ClickHouse (chdb) belongs to one process, not a cluster of "
+            f"{processes}: add --no-clickhouse or set FOLIO_CLICKHOUSE_DSN to a ClickHouse server"
+        )
 
 
 def install_stop_handlers() -> threading.Event:
