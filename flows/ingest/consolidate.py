@@ -55,23 +55,30 @@ class Consolidator:
     def accept(self, ticks: list[SourcedTick]) -> tuple[list[SourcedTick], list[Switch], int]:
         """Return the ticks of active providers, provider switches and held-back count."""
         prices: list[SourcedTick] = []
+        keep = prices.append
         switches: list[Switch] = []
         held_back = 0
+        feeds = self.feeds
         for item in ticks:
-            tick = item.tick
-            feed = self.feeds.get(tick.symbol)
+            tick = item[0]
+            symbol, provider, ts_ms = tick.symbol, tick.provider, tick.ts_ms
+            feed = feeds.get(symbol)
             if feed is None:
-                feed = self.feeds[tick.symbol] = SymbolFeed()
-            seen = feed.last_seen_ms.get(tick.provider)
-            if seen is None or tick.ts_ms > seen:
-                feed.last_seen_ms[tick.provider] = tick.ts_ms
-            switch = self._choose(tick.symbol, feed, tick.provider, tick.ts_ms)
+                feed = feeds[symbol] = SymbolFeed()
+            last_seen = feed.last_seen_ms
+            seen = last_seen.get(provider)
+            if seen is None or ts_ms > seen:
+                last_seen[provider] = ts_ms
+            if provider == feed.active:  # the common case: no switch to consider
+                keep(item)
+                continue
+            switch = self._choose(symbol, feed, provider, ts_ms)
             if switch is not None:
                 switches.append(switch)
-            if feed.active != tick.provider:
+            if feed.active != provider:
                 held_back += 1
                 continue
-            prices.append(item)
+            keep(item)
         return prices, switches, held_back
 
     def _choose(self, symbol: str, feed: SymbolFeed, provider: str, ts_ms: int) -> Switch | None:
