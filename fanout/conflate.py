@@ -18,7 +18,6 @@ Guarantees (per client):
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -190,9 +189,14 @@ class _UserSlot:
 _Slot = _StateSlot | _UserSlot
 
 
+def _nothing() -> None:
+    pass
+
+
 class Mailbox:
     """One client's pending state. ``offer*`` never block (the Redis reader
-    calls them); the client's writer task calls ``due_in`` and ``take``."""
+    calls them) and call ``notify`` when something became sendable; the
+    client's writer calls ``due_in`` and ``take``."""
 
     def __init__(
         self,
@@ -201,7 +205,8 @@ class Mailbox:
         max_control: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.wake = asyncio.Event()
+        # Called when something became sendable (the session's writer sets it).
+        self.notify: Callable[[], None] = _nothing
         self._interval = interval_s
         self._max_alerts = max_alerts
         self._max_control = max_control
@@ -230,7 +235,7 @@ class Mailbox:
             return  # unsubscribed while the message was in flight
         slot.offer(update, self._counts)
         if slot.ready():
-            self.wake.set()
+            self.notify()
 
     def offer_snapshot(self, channel: str, update: Update) -> None:
         slot = self._slots.get(channel)
@@ -238,7 +243,7 @@ class Mailbox:
             return
         slot.snapshot(update)
         self._urgent = True
-        self.wake.set()
+        self.notify()
 
     def control(self, message: dict[str, Any]) -> bool:
         """Queue a reply; False when the client has too many unread replies."""
@@ -246,7 +251,7 @@ class Mailbox:
             return False
         self._control.append(message)
         self._urgent = True
-        self.wake.set()
+        self.notify()
         return True
 
     def due_in(self) -> float:

@@ -1,13 +1,13 @@
-"""One websocket connection: authentication, the client's requests, and
-one writer task that drains the client's mailbox.
+"""One websocket connection: authentication, the client's requests, and a
+``FrameWriter`` that drains the client's mailbox (``fanout.writer``).
 
 Guarantees:
 - Nothing but an auth message is accepted before authentication; failures
   close with 4401 and a reason code (``expired``, ``bad_signature``, ...).
 - A client only ever receives channels ``ChannelAuthorizer`` granted it.
-- The writer is the only task that awaits this client's socket; a send
-  blocked longer than ``blocked_client_timeout_s`` closes the connection
-  with 4408 (and aborts TCP if the close frame cannot be written either).
+- Only the writer sends channel messages and replies; a send blocked
+  longer than ``blocked_client_timeout_s`` closes the connection with 4408
+  (and aborts TCP if the close frame cannot be written either).
 - The session closes with 4401 when the token expires, unless the client
   sent a fresh token for the same user (``{"type": "auth"}`` again).
 """
@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -29,15 +29,14 @@ from fanout import protocol as p
 from fanout.auth import Principal, TokenVerifier, bearer_token
 from fanout.channels import Channel, ChannelAuthorizer, ChannelKind, parse_channel
 from fanout.config import FanoutConfig
-from fanout.conflate import Mailbox, Outgoing
+from fanout.conflate import Mailbox
 from fanout.errors import AuthError, BackendUnavailable, ChannelDenied, ProtocolViolation
 from fanout.hub import Hub
 from fanout.limits import Registry, TokenBucket
 from fanout.store import SnapshotStore
+from fanout.writer import Flusher, FrameWriter
 
 log = logging.getLogger(__name__)
-
-_FRAME_HEADER = 14  # the largest websocket frame header
 
 
 @dataclass
@@ -48,6 +47,7 @@ class SessionContext:
     hub: Hub
     store: SnapshotStore
     registry: Registry[Session]
+    flusher: Flusher = field(default_factory=Flusher)
 
 
 class Session:
@@ -56,6 +56,9 @@ class Session:
         self.ctx = ctx
         cfg = ctx.config
         self.mailbox = Mailbox(cfg.conflation_s, cfg.max_pending_alerts)
+        self._writer = FrameWriter(
+            ws, self.mailbox, ctx.flusher, cfg.blocked_client_timeout_s, self._blocked
+        )
         self.user_id = ""
         self._deadline = 0.0
         self._subs: dict[str, Channel] = {}
@@ -72,12 +75,10 @@ class Session:
             return
         try:
             self._reply_authenticated()
-            self._tasks = [
-                asyncio.create_task(self._write_loop()),
-                asyncio.create_task(self._expiry()),
-            ]
+            self._tasks = [asyncio.create_task(self._expiry())]
             await self._read_loop()
         finally:
+            self._writer.close()
             for task in self._tasks:
                 task.cancel()
             for channel in list(self._subs.values()):
@@ -239,41 +240,11 @@ class Session:
             task = asyncio.create_task(self.close(p.CLOSE_POLICY, "too many unread replies"))
             self._tasks.append(task)
 
-    async def _write_loop(self) -> None:
-        mailbox = self.mailbox
+    async def _blocked(self) -> None:
         timeout = self.ctx.config.blocked_client_timeout_s
-        while True:
-            await mailbox.wake.wait()
-            delay = mailbox.due_in()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            mailbox.wake.clear()
-            control, out = mailbox.take()
-            if not control and not out:
-                continue
-            frame = p.encode_frame(control, out)
-            try:
-                if self._may_block(len(frame)):
-                    async with asyncio.timeout(timeout):
-                        await self.ws.send(frame, text=True)
-                else:  # cannot wait for a drain: skip the timer (it doubled the cost of a frame)
-                    await self.ws.send(frame, text=True)
-            except TimeoutError:
-                metrics.SLOW_DISCONNECTS.inc()
-                log.info("disconnecting slow client of user %s", self.user_id)
-                await self.close(p.CLOSE_SLOW_CONSUMER, f"slow consumer: blocked > {timeout:g}s")
-                return
-            except ConnectionClosed:
-                return
-            _observe(out)
-
-    def _may_block(self, size: int) -> bool:
-        """Whether sending ``size`` more bytes could wait for the socket to
-        drain: writing pauses only above the high-water mark."""
-        if self.ws.paused:
-            return True
-        transport = self.ws.transport
-        return transport.get_write_buffer_size() + size + _FRAME_HEADER >= self.ws.write_limit_high
+        metrics.SLOW_DISCONNECTS.inc()
+        log.info("disconnecting slow client of user %s", self.user_id)
+        await self.close(p.CLOSE_SLOW_CONSUMER, f"slow consumer: blocked > {timeout:g}s")
 
     async def _expiry(self) -> None:
         while (remaining := self._deadline - time.time()) > 0:
@@ -288,20 +259,3 @@ def _auth_reason(exc: Exception) -> str:
     if isinstance(exc, TimeoutError):
         return "timeout"
     return "auth_required"
-
-
-def _observe(out: list[Outgoing]) -> None:
-    """Counts, and one latency sample per frame: its oldest update's."""
-    metrics.FRAMES.inc()
-    if not out:
-        return
-    metrics.DELIVERED.inc(len(out))
-    updates = [m for m in out if m.type == "update"]
-    received = [m.received_at for m in updates if m.received_at is not None]
-    if received:
-        metrics.LATENCY_FANOUT.observe(time.monotonic() - min(received))
-    produced = [m.event_ms for m in updates if m.event_ms is not None]
-    if produced:
-        age_ms = time.time() * 1000 - min(produced)
-        if 0 <= age_ms <= 3_600_000:  # ignore versions that are not recent epoch ms
-            metrics.LATENCY_END_TO_END.observe(age_ms / 1000)
