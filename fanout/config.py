@@ -37,6 +37,9 @@ class FanoutConfig:
     max_pending_alerts: int = 100
     jwt_leeway_s: float = 0.0
     compression: bool = True
+    # zlib level of permessage-deflate: 1 costs half the CPU of zlib's default (6)
+    # for ~25% more bytes on price JSON (still ~10x smaller than uncompressed).
+    compression_level: int = 1
     max_http_symbols: int = 100
     redis_client_name: str = "folio-fanout"  # visible in CLIENT LIST
     redis_max_connections: int = 32  # snapshot reads wait for one beyond this
@@ -58,6 +61,8 @@ class FanoutConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
+        if not 0 <= self.compression_level <= 9:
+            raise ValueError(f"compression_level must be 0-9, got {self.compression_level}")
         if self.conflation_ms < 0:
             raise ValueError(f"conflation_ms must be >= 0, got {self.conflation_ms}")
 

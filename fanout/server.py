@@ -14,6 +14,8 @@ import signal
 
 import redis.asyncio as aioredis
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.extensions import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.typing import Origin
 
 from fanout import protocol
@@ -84,7 +86,8 @@ class FanoutServer:
             cfg.port,
             process_request=api,
             origins=_origins(cfg.allowed_origins),
-            compression="deflate" if cfg.compression else None,
+            compression=None,
+            extensions=_deflate(cfg.compression_level) if cfg.compression else None,
             max_size=cfg.max_frame_bytes,
             ping_interval=cfg.ping_interval_s,
             ping_timeout=cfg.ping_timeout_s,
@@ -159,6 +162,16 @@ def serve_forever(config: FanoutConfig, history: History | None = None) -> None:
         await run_server(config, history, stop=stop)
 
     asyncio.run(main())
+
+
+def _deflate(level: int) -> list[ServerExtensionFactory]:
+    """websockets' default permessage-deflate settings, at zlib ``level``."""
+    settings = {"memLevel": 5, "level": level}
+    return [
+        ServerPerMessageDeflateFactory(
+            server_max_window_bits=12, client_max_window_bits=12, compress_settings=settings
+        )
+    ]
 
 
 def _origins(allowed: tuple[str, ...]) -> list[Origin | None] | None:
