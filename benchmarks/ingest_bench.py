@@ -2,6 +2,7 @@
 
     python -m benchmarks.ingest_bench [--ticks N] [--symbols S] [--mode live|replay|both]
                                       [--quick] [--batch-size B] [--profile]
+                                      [--without clickhouse,kafka,redis]
 
 Starts its own Tansu broker on a free port, creates the topics, produces a
 fixed, seeded set of simulated ticks into ``market.ticks`` (not timed) with
@@ -14,8 +15,14 @@ prefix, deleted afterwards), Kafka prices/candles/DLQ, ClickHouse ticks and
 candles in a temporary chDB directory -- through
 ``bytewax.run.cli_main(flow, workers_per_process=1)`` with ``tail=False``,
 and times it from start to exit. ``--profile`` repeats each run under
-cProfile (the single worker runs on the main thread) for time per stage.
+cProfile (the single worker runs on the main thread) for time per stage;
+``--without`` leaves sinks out to measure what each costs (one must stay).
 Prints a markdown table and the exact command. Target: >= 100,000 ticks/s.
+
+The machines are shared: wall time swings with their load, so the table also
+gives the raw consume + parse rate measured in the same run (the reference)
+and, when ``perf`` exists, user-space instructions per tick of the flow
+process (all its threads), which load does not inflate.
 """
 
 from __future__ import annotations
@@ -23,9 +30,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import multiprocessing
+import os
 import pstats
 import resource
 import shlex
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,8 +67,8 @@ STAGES = (
     ("dedup", "flows/ingest/dedup.py", "filter"),
     ("consolidate", "flows/ingest/consolidate.py", "accept"),
     ("candles", "flows/ingest/candles.py", "add"),
-    ("price rows", "flows/ingest/flow.py", "_price_rows"),
-    ("encode prices", "flows/ingest/encode.py", "price_message"),
+    ("price rows (cache)", "flows/ingest/encode.py", "latest_prices"),
+    ("encode prices", "flows/ingest/encode.py", "price_messages"),
     ("sink redis", "sinks/redis/prices.py", "write_batch"),
     ("sink kafka (3 topics)", "sinks/kafka.py", "write_batch"),
     ("sink clickhouse ticks", "sinks/clickhouse/stream.py", "_ticks"),
@@ -73,6 +84,7 @@ class Run:
     batch_size: int
     redis_prefix: str
     profile: bool
+    without: frozenset[str]  # sinks left out to measure their share: clickhouse, redis, kafka
 
 
 def produce(bootstrap: str, topic: str, ticks: int, symbols: int, start_ms: int) -> int:
@@ -147,6 +159,26 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def start_perf() -> subprocess.Popen[str] | None:
+    """``perf stat`` on this process and its threads: user-space instructions
+    do not grow with machine load as time does. None without ``perf``."""
+    if shutil.which("perf") is None:
+        return None
+    argv = ["perf", "stat", "-x,", "-e", "instructions:u", "-p", str(os.getpid())]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # attached before the flow starts
+    return proc
+
+
+def stop_perf(proc: subprocess.Popen[str] | None) -> float | None:
+    if proc is None:
+        return None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    counts = [line.split(",")[0] for line in err.splitlines() if ",instructions" in line]
+    return float(counts[0]) if counts and counts[0].isdigit() else None
+
+
 def run_flow(run: Run, chdb_dir: str) -> dict[str, Any]:
     """In a child process: the ingest flow with every real sink, timed."""
     from bytewax.run import cli_main
@@ -162,18 +194,20 @@ def run_flow(run: Run, chdb_dir: str) -> dict[str, Any]:
     kafka = {"bootstrap.servers": run.bootstrap}
     clickhouse = open_clickhouse(f"chdb://{chdb_dir}", "folio_bench")
     apply_schema(clickhouse)
+    use_ch, use_kafka = "clickhouse" not in run.without, "kafka" not in run.without
     sinks = IngestSinks(
-        dead_letters=KafkaTopicSink(kafka, run.topics["dlq"]),
-        tick_store=ClickHouseTickSink(clickhouse),
-        price_cache=RedisPriceSink(REDIS_URL, run.redis_prefix),
-        price_topic=KafkaTopicSink(kafka, run.topics["prices"]),
-        candle_topic=KafkaTopicSink(kafka, run.topics["candles"]),
-        candle_store=ClickHouseCandleSink(clickhouse),
+        dead_letters=KafkaTopicSink(kafka, run.topics["dlq"]) if use_kafka else None,
+        tick_store=ClickHouseTickSink(clickhouse) if use_ch else None,
+        price_cache=None if "redis" in run.without else RedisPriceSink(REDIS_URL, run.redis_prefix),
+        price_topic=KafkaTopicSink(kafka, run.topics["prices"]) if use_kafka else None,
+        candle_topic=KafkaTopicSink(kafka, run.topics["candles"]) if use_kafka else None,
+        candle_store=ClickHouseCandleSink(clickhouse) if use_ch else None,
     )
     source = KafkaBatchSource(kafka, (run.topics["ticks"],), batch_size=run.batch_size, tail=False)
     flow = build_ingest_flow(source, sinks, IngestConfig(flush_candles_at_eof=True))
     rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     profiler = cProfile.Profile() if run.profile else None
+    perf = None if run.profile else start_perf()
     cpu_before = cpu_s()
     started = time.perf_counter()
     if profiler is not None:
@@ -183,6 +217,7 @@ def run_flow(run: Run, chdb_dir: str) -> dict[str, Any]:
         profiler.disable()
     elapsed = time.perf_counter() - started
     result: dict[str, Any] = {
+        "instructions": stop_perf(perf),
         "elapsed_s": elapsed,
         "cpu_s": cpu_s() - cpu_before,
         "rss_before_mb": rss_before_kb / 1024,
@@ -231,7 +266,8 @@ def bench_mode(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
         results: dict[str, Any] = {"records": records, "produce_s": produce_s, "raw_rate": raw_rate}
         runs = [False, True] if args.profile else [False]
         for profile in runs:
-            run = Run(bootstrap, topics, mode, args.batch_size, prefix, profile)
+            without = frozenset(args.without.split(",")) - {""}
+            run = Run(bootstrap, topics, mode, args.batch_size, prefix, profile, without)
             chdb_dir = tempfile.mkdtemp(prefix="chdb-", dir=workdir)
             with multiprocessing.get_context("spawn").Pool(1) as pool:
                 out = pool.apply(run_flow, (run, chdb_dir))
@@ -252,6 +288,10 @@ def bench_mode(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
         stop(pid, "tansu")
 
 
+def per_tick_instructions(r: dict[str, Any]) -> str:
+    return "n/a" if r["instructions"] is None else f"{r['instructions'] / r['records']:,.0f}"
+
+
 def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
     rows = [
         ("records consumed", lambda r: f"{r['records']:,}"),
@@ -262,6 +302,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None
         ("ticks per CPU-second", lambda r: f"{r['records'] / r['cpu_s']:,.0f}"),
         ("reference: raw consume+parse msg/s", lambda r: f"{r['raw_rate']:,.0f}"),
         ("flow / reference", lambda r: f"{r['records'] / r['elapsed_s'] / r['raw_rate']:.2f}"),
+        ("user instructions per tick (perf)", per_tick_instructions),
         ("ClickHouse tick rows", lambda r: f"{r['ch_ticks']:,}"),
         ("ClickHouse candle rows", lambda r: f"{r['ch_candles']:,}"),
         ("market.prices messages", lambda r: f"{r['prices_topic']:,}"),
@@ -297,6 +338,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200,000 ticks")
     parser.add_argument("--batch-size", type=int, default=2_000, help="Kafka messages per poll")
     parser.add_argument("--profile", action="store_true", help="add a cProfile run per mode")
+    parser.add_argument(
+        "--without", default="", help="leave sinks out to see their cost: clickhouse,redis,kafka"
+    )
     args = parser.parse_args()
     if args.ticks is None:
         args.ticks = 200_000 if args.quick else 1_000_000
