@@ -76,22 +76,24 @@ def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=str)
 
 
+_PREFIXES: dict[tuple[str, str], bytes] = {}
+_MAX_PREFIXES = 100_000  # channels are client-chosen: bound the cache
+
+
 def encode_message(message: Outgoing) -> bytes:
-    """One channel message; the payload's original JSON bytes are reused."""
-    payload = message.raw if message.raw is not None else _dumps(message.payload)
-    return b"".join(
-        (
-            b'{"type":"',
+    """One channel message; the payload's original JSON bytes are reused.
+    The ``{"type","channel","seq":`` prefix is cached per (type, channel)."""
+    key = (message.type, message.channel)
+    prefix = _PREFIXES.get(key)
+    if prefix is None:
+        prefix = b'{"type":"%s","channel":%s,"seq":' % (
             message.type.encode(),
-            b'","channel":',
             _dumps(message.channel),
-            b',"seq":',
-            str(message.seq).encode(),
-            b',"payload":',
-            payload,
-            b"}",
         )
-    )
+        if len(_PREFIXES) < _MAX_PREFIXES:
+            _PREFIXES[key] = prefix
+    payload = message.raw if message.raw is not None else _dumps(message.payload)
+    return b'%s%d,"payload":%s}' % (prefix, message.seq, payload)
 
 
 def encode_frame(control: list[dict[str, Any]], messages: list[Outgoing]) -> bytes:

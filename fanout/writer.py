@@ -75,11 +75,18 @@ class Flusher:
 
 
 def _flush_all(writers: list[FrameWriter]) -> None:
+    frames = delivered = 0
     for writer in writers:
         try:
-            writer.flush()
+            sent = writer.flush()
         except Exception:  # one broken client must not stop the others
             log.exception("flushing a client failed")
+            continue
+        if sent is not None:
+            frames, delivered = frames + 1, delivered + sent
+    if frames:  # counted once per batch: a Prometheus increment costs ~1.3 µs
+        metrics.FRAMES.inc(frames)
+        metrics.DELIVERED.inc(delivered)
 
 
 class FrameWriter:
@@ -114,27 +121,30 @@ class FrameWriter:
         if self._sending is not None:
             self._sending.cancel()
 
-    def flush(self) -> None:
+    def flush(self) -> int | None:
+        """Write what is sendable; the number of channel messages in the
+        frame written now (None: no frame written now)."""
         self._scheduled = False
         if self._closed or self._sending is not None:
-            return
+            return None
         delay = self._mailbox.due_in()
         if delay > self._flusher.slack_s:
             self.wake()
-            return
+            return None
         control, out = self._mailbox.take()
         if not control and not out:
-            return
+            return None
         frame = encode_frame(control, out)
         if self._may_block(len(frame)):
             self._sending = asyncio.create_task(self._send_slowly(frame, out))
-            return
+            return None
         try:  # room below the high-water mark: write now, nothing to await
             broadcast((self._ws,), frame, raise_exceptions=True, text=True)
         except ExceptionGroup:  # the transport failed: the reader sees the close
             self._closed = True
-            return
-        observe(out)
+            return None
+        observe_latency(out)
+        return len(out)
 
     def _may_block(self, size: int) -> bool:
         """Whether writing ``size`` more bytes would pause the socket."""
@@ -156,22 +166,27 @@ class FrameWriter:
             return
         finally:
             self._sending = None
-        observe(out)
+        metrics.FRAMES.inc()
+        metrics.DELIVERED.inc(len(out))
+        observe_latency(out)
         self.wake()  # whatever arrived meanwhile
 
 
-def observe(out: list[Outgoing]) -> None:
-    """Counts, and one latency sample per frame: its oldest update's."""
-    metrics.FRAMES.inc()
-    if not out:
-        return
-    metrics.DELIVERED.inc(len(out))
-    updates = [m for m in out if m.type == "update"]
-    received = [m.received_at for m in updates if m.received_at is not None]
-    if received:
-        metrics.LATENCY_FANOUT.observe(time.monotonic() - min(received))
-    produced = [m.event_ms for m in updates if m.event_ms is not None]
-    if produced:
-        age_ms = time.time() * 1000 - min(produced)
+def observe_latency(out: list[Outgoing]) -> None:
+    """One latency sample per frame: its oldest update's (one pass)."""
+    received: float | None = None
+    produced: int | None = None
+    for message in out:
+        if message.type != "update":
+            continue
+        at, made = message.received_at, message.event_ms
+        if at is not None and (received is None or at < received):
+            received = at
+        if made is not None and (produced is None or made < produced):
+            produced = made
+    if received is not None:
+        metrics.LATENCY_FANOUT.observe(time.monotonic() - received)
+    if produced is not None:
+        age_ms = time.time() * 1000 - produced
         if 0 <= age_ms <= 3_600_000:  # ignore versions that are not recent epoch ms
             metrics.LATENCY_END_TO_END.observe(age_ms / 1000)
