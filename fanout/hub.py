@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 5.0
 _BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _CHANNELS_PER_COMMAND = 1000
+_RESYNC_BATCH = 500
 
 # One in-flight SUBSCRIBE of a channel and everyone its confirmation releases.
 _Entry = list[asyncio.Future[None]]
@@ -152,19 +153,20 @@ class Hub:
             task.add_done_callback(self._resync.discard)
 
     async def _resync_all(self, confirmed: dict[str, asyncio.Future[None]]) -> None:
-        """Fresh snapshots for the re-subscribed channels, once confirmed."""
+        """Fresh snapshots for the re-subscribed channels, once confirmed,
+        read in batches (one Redis round trip per ``_RESYNC_BATCH``)."""
         await asyncio.wait(confirmed.values(), timeout=SUBSCRIBE_TIMEOUT_S)
-        for redis_channel, future in confirmed.items():
-            subscribers = self._subs.get(redis_channel)
-            if not future.done() or not subscribers:
-                continue
+        pending = [name for name, future in confirmed.items() if future.done()]
+        for i in range(0, len(pending), _RESYNC_BATCH):
+            names = [n for n in pending[i : i + _RESYNC_BATCH] if self._subs.get(n)]
             try:
-                update = await self._store.snapshot(self._channels[redis_channel])
+                updates = await self._store.snapshots([self._channels[n] for n in names])
             except BackendUnavailable as exc:
-                log.warning("resync of %s failed: %s", redis_channel, exc)
+                log.warning("resync of %d channels failed: %s", len(names), exc)
                 continue
-            for mailbox, client_name in list(subscribers.items()):
-                mailbox.offer_snapshot(client_name, update)
+            for name, update in zip(names, updates, strict=True):
+                for mailbox, client_name in list(self._subs.get(name, {}).items()):
+                    mailbox.offer_snapshot(client_name, update)
 
     def _on_push(self, kind: bytes, channel: bytes) -> None:
         if kind != b"subscribe":

@@ -193,17 +193,37 @@ class Session:
             metrics.SUBSCRIPTIONS.inc()
             self.mailbox.open(channel.name, merge_user=channel.kind is ChannelKind.USER)
         self._reply({"type": "subscribed", "channels": list(granted), "denied": denied})
-        await asyncio.gather(*(self._start(channel) for channel in new))
+        await self._start(new)
 
-    async def _start(self, channel: Channel) -> None:
-        """Route updates, then read the snapshot (see ``Hub.acquire``)."""
+    async def _start(self, channels: list[Channel]) -> None:
+        """Route updates for every channel, then read all their snapshots in
+        one Redis round trip (routed first: see ``Hub.acquire``)."""
+        routed = await asyncio.gather(*(self._route(channel) for channel in channels))
+        ready = [channel for channel, ok in zip(channels, routed, strict=True) if ok]
+        if not ready:
+            return
+        try:
+            snapshots = await self.ctx.store.snapshots(ready)
+        except BackendUnavailable as exc:
+            log.warning("snapshots of %d channels failed: %s", len(ready), exc)
+            for channel in ready:
+                await self._fail(channel)
+            return
+        for channel, update in zip(ready, snapshots, strict=True):
+            self.mailbox.offer_snapshot(channel.name, update)
+
+    async def _route(self, channel: Channel) -> bool:
         try:
             await self.ctx.hub.acquire(channel, self.mailbox)
-            self.mailbox.offer_snapshot(channel.name, await self.ctx.store.snapshot(channel))
         except BackendUnavailable as exc:
             log.warning("subscription %s failed: %s", channel.name, exc)
-            await self._drop(channel)
-            self._reply({"type": "error", "code": "unavailable", "channel": channel.name})
+            await self._fail(channel)
+            return False
+        return True
+
+    async def _fail(self, channel: Channel) -> None:
+        await self._drop(channel)
+        self._reply({"type": "error", "code": "unavailable", "channel": channel.name})
 
     async def _unsubscribe(self, names: tuple[Any, ...]) -> None:
         removed = []

@@ -8,6 +8,7 @@ reads. Redis failures become ``BackendUnavailable``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -61,6 +62,37 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _price(symbol: str, row: dict[Any, Any] | None) -> dict[str, Any] | None:
+    """A price hash as the channel's JSON object; None when there is none."""
+    fields = {_text(k): _text(v) for k, v in row.items()} if row else {}
+    return {"symbol": symbol, **{f: fields.get(f) for f in _PRICE_FIELDS}} if fields else None
+
+
+def _json_object(raw: bytes | str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _state(channel: Channel, row: Any, now: float) -> Update:
+    """One snapshot read (``HGETALL`` or ``GET`` reply) as an ``Update``."""
+    if channel.kind is ChannelKind.PRICES:
+        price = _price(channel.key, row)
+        version = parse_version(price.get("version")) if price else None
+        return Update(price, None, version, now, _event_ms(version))
+    if channel.kind is ChannelKind.PORTFOLIO:
+        raw = row.encode() if isinstance(row, str) else row
+        try:
+            return decode_update(ChannelKind.PORTFOLIO, bytes(raw), now) if raw else _empty(now)
+        except ValueError:
+            return _empty(now)  # unreadable state: the next update replaces it
+    return Update(_json_object(row), None, None, now)
+
+
 class SnapshotStore:
     """Current state per channel, read from Redis."""
 
@@ -70,18 +102,25 @@ class SnapshotStore:
 
     async def snapshot(self, channel: Channel) -> Update:
         """The channel's state now; payload None when nothing was written yet."""
+        return (await self.snapshots([channel]))[0]
+
+    async def snapshots(self, channels: Sequence[Channel]) -> list[Update]:
+        """Every channel's state now, in order, read in one Redis round trip
+        (a reconnecting client's subscriptions cost one, not one each)."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel in channels:
+                    if channel.kind is ChannelKind.PRICES:
+                        pipe.hgetall(self._keys.price(channel.key))
+                    elif channel.kind is ChannelKind.PORTFOLIO:
+                        pipe.get(self._keys.valuation(channel.key))
+                    else:
+                        pipe.get(self._keys.dashboard(channel.key))
+                rows = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BackendUnavailable("redis", str(exc)) from exc
         now = time.monotonic()
-        if channel.kind is ChannelKind.PRICES:
-            price = (await self.prices([channel.key]))[channel.key]
-            version = parse_version(price.get("version")) if price else None
-            return Update(price, None, version, now, _event_ms(version))
-        if channel.kind is ChannelKind.PORTFOLIO:
-            raw = await self._get(self._keys.valuation(channel.key))
-            try:
-                return decode_update(ChannelKind.PORTFOLIO, raw, now) if raw else _empty(now)
-            except ValueError:
-                return _empty(now)  # unreadable state: the next update replaces it
-        return Update(await self.dashboard(channel.key), None, None, now)
+        return [_state(c, row, now) for c, row in zip(channels, rows, strict=True)]
 
     async def prices(self, symbols: list[str]) -> dict[str, dict[str, Any] | None]:
         try:
@@ -91,13 +130,7 @@ class SnapshotStore:
                 rows = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BackendUnavailable("redis", str(exc)) from exc
-        result: dict[str, dict[str, Any] | None] = {}
-        for symbol, row in zip(symbols, rows, strict=True):
-            fields = {_text(k): _text(v) for k, v in row.items()} if row else {}
-            result[symbol] = (
-                {"symbol": symbol, **{f: fields.get(f) for f in _PRICE_FIELDS}} if fields else None
-            )
-        return result
+        return {s: _price(s, row) for s, row in zip(symbols, rows, strict=True)}
 
     async def valuation(self, portfolio_id: str) -> dict[str, Any] | None:
         return self._json(await self._get(self._keys.valuation(portfolio_id)))
@@ -122,10 +155,4 @@ class SnapshotStore:
 
     @staticmethod
     def _json(raw: bytes | None) -> dict[str, Any] | None:
-        if raw is None:
-            return None
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        return value if isinstance(value, dict) else None
+        return _json_object(raw)
