@@ -45,7 +45,7 @@ from fanout.auth import mint_token
 from fanout.bench_load import ClientSpec, client_group, http_load, naive_server, publish
 from fanout.config import FanoutConfig
 from fanout.server import ServerReady, run_server
-from fanout.testing import add_portfolios, temporary_database
+from fanout.testing import add_portfolios, http_get, temporary_database
 
 SECRET = "bench-secret-0123456789abcdef-0123456789"
 WARMUP_S, DRAIN_S = 1.0, 1.0
@@ -62,6 +62,7 @@ class Row:
     frames_per_s: float
     p50_ms: float
     p99_ms: float
+    server_p99_ms: float  # the server's histogram: publish -> written, a bucket bound
     server_cpu: float  # % of one core
     server_rss_mb: float
     client_cpu: float  # % of one core, all client processes
@@ -147,7 +148,8 @@ def run_phase(args: argparse.Namespace, name: str, interval: int | None, server:
     for cmd_q in queues:
         cmd_q.put((t0, t1, DRAIN_S))
     job = publish(args.redis_url, args.prefix, args.symbols, args.rate, args.clients, t1)
-    (prices, _), cpu = _publish_measuring(job, t0, watched)
+    scrape = port if interval is not None else None  # the naive server has no /metrics
+    (prices, _), cpu = _publish_measuring(job, t0, watched, scrape)
     results = [out_q.get(timeout=180) for _ in groups]
     for group in groups:
         _stop(group)
@@ -158,29 +160,62 @@ def run_phase(args: argparse.Namespace, name: str, interval: int | None, server:
     return Row(
         name, interval, args.clients, prices / cpu["published_s"],
         sum(r[1] for r in results) / args.seconds, sum(r[0] for r in results) / args.seconds,
-        _quantile(ordered, 0.5) * 1e3, _quantile(ordered, 0.99) * 1e3,
+        _quantile(ordered, 0.5) * 1e3, _quantile(ordered, 0.99) * 1e3, cpu["server_p99"] * 1e3,
         cpu["server"] / args.seconds * 100, cpu["rss"] / 2**20,
         cpu["clients"] / args.seconds * 100, failed + sum(r[2] for r in results), refused,
     )  # fmt: skip
 
 
-def _publish_measuring(job: Any, t0: float, watched: list[psutil.Process]) -> tuple[Any, dict]:
-    """Run the publisher; CPU of ``watched`` between t0 and its end."""
+def _publish_measuring(
+    job: Any, t0: float, watched: list[psutil.Process], port: int | None
+) -> tuple[Any, dict[str, Any]]:
+    """Run the publisher; CPU of ``watched`` between t0 and its end, and the
+    server's own publish -> written latency histogram over the same span."""
 
-    async def main() -> tuple[Any, dict[str, float]]:
+    async def main() -> tuple[Any, dict[str, Any]]:
         started = time.time()
         publisher = asyncio.create_task(job)
         await asyncio.sleep(max(0.0, t0 - time.time()))
         server0, clients0 = _cpu(watched[:1]), _cpu(watched[1:])
+        buckets0 = await _latency_buckets(port)
         published = await publisher
+        buckets1 = await _latency_buckets(port)
         return published, {
             "server": _cpu(watched[:1]) - server0,
             "clients": _cpu(watched[1:]) - clients0,
             "rss": float(watched[0].memory_info().rss),
             "published_s": time.time() - started,
+            "server_p99": _bucket_quantile(buckets0, buckets1, 0.99),
         }
 
     return asyncio.run(main())
+
+
+async def _latency_buckets(port: int | None) -> dict[float, float]:
+    """Cumulative counts of the end-to-end latency histogram, by bound (s)."""
+    if port is None:
+        return {}
+    _, _, body = await http_get(port, "/metrics")
+    buckets = {}
+    for line in body.decode().splitlines():
+        if line.startswith("folio_fanout_delivery_latency_seconds_bucket{") and (
+            'stage="end_to_end"' in line
+        ):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def _bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The smallest bucket bound (s) holding ``q`` of the samples in between."""
+    bounds = sorted(after)
+    if not bounds:
+        return float("nan")
+    total = after[bounds[-1]] - before.get(bounds[-1], 0.0)
+    for bound in bounds:
+        if total and after[bound] - before.get(bound, 0.0) >= q * total:
+            return bound
+    return float("nan")
 
 
 def _server(target: Any, *args: Any) -> tuple[multiprocessing.process.BaseProcess, int]:
@@ -270,9 +305,10 @@ def report(args: argparse.Namespace, rows: list[Row], http: HttpRow | None) -> s
         f"{args.load[0]:.1f}, at the end {os.getloadavg()[0]:.1f}).",
         "",
         "| server | conflation | published/s | updates delivered/s | frames/s | p50 ms "
-        "| p99 ms | p99 target ms | server CPU % | server CPU µs/update | server RSS MB "
+        "| p99 ms | p99 target ms | server-side p99 ms ≤ | server CPU % "
+        "| server CPU µs/update | server RSS MB "
         "| clients CPU % | failed clients / refused channels |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         target = f"{100 + r.interval_ms}" if r.interval_ms is not None else "–"
@@ -281,7 +317,8 @@ def report(args: argparse.Namespace, rows: list[Row], http: HttpRow | None) -> s
         lines.append(
             f"| {r.server} | {interval} | {r.published_per_s:,.0f} | {r.updates_per_s:,.0f} "
             f"| {r.frames_per_s:,.0f} | {r.p50_ms:,.1f} | {r.p99_ms:,.1f}{ok} | {target} "
-            f"| {r.server_cpu:.0f} | {r.cpu_us_per_update:.1f} | {r.server_rss_mb:.0f} "
+            f"| {r.server_p99_ms:,.0f} | {r.server_cpu:.0f} | {r.cpu_us_per_update:.1f} "
+            f"| {r.server_rss_mb:.0f} "
             f"| {r.client_cpu:.0f} | {r.failed} / {r.refused} |"
         )
     if http is not None:

@@ -148,7 +148,8 @@ async def publish(
         writer.write(encode_command("AUTH", *user, address.password))
         await reader.readline()
     drain = asyncio.create_task(_discard(reader))  # PUBLISH replies: not needed
-    prices = valuations = version = 0
+    prices = valuations = 0
+    versions: dict[str, int] = {}  # per channel: epoch ms, +1 if it would repeat
     start = time.monotonic()
     while (now := time.time()) < until:
         elapsed = time.monotonic() - start
@@ -156,16 +157,16 @@ async def publish(
         due_values = int(elapsed * portfolios) - valuations
         commands = []
         for i in range(prices, prices + due_prices):
-            version += 1
             symbol = f"S{i % symbols}"
+            version = _version(versions, symbol, now)
             body = {"symbol": symbol, "price": f"{100 + i % 97}.25", "currency": "USD",
                     "provider": "bench", "version": version, "sent": now}  # fmt: skip
             commands.append(
                 encode_command("PUBLISH", f"{prefix}:prices:{symbol}", orjson.dumps(body))
             )
         for i in range(valuations, valuations + due_values):
-            version += 1
             pid = f"p{i % portfolios}"
+            version = _version(versions, pid, now)
             body = {"portfolio_id": pid, "market_value": "1000", "version": version, "sent": now}
             commands.append(
                 encode_command("PUBLISH", f"{prefix}:portfolio:{pid}", orjson.dumps(body))
@@ -176,6 +177,14 @@ async def publish(
     writer.close()
     drain.cancel()
     return prices, valuations
+
+
+def _version(versions: dict[str, int], key: str, now: float) -> int:
+    """Epoch ms of the publish (the server's end-to-end latency histogram
+    reads it), strictly increasing per channel."""
+    version = max(int(now * 1000), versions.get(key, 0) + 1)
+    versions[key] = version
+    return version
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:
