@@ -222,7 +222,7 @@ def _last_write(directory: Path) -> float:
         return 0.0
 
 
-def _wait_for_snapshot(
+def wait_for_snapshot(
     target: Target, proc: subprocess.Popen[bytes], timeout_s: float
 ) -> float | None:
     """Seconds until the flow wrote its recovery directory (its first epoch
@@ -247,7 +247,7 @@ def run_to_end(target: Target, args: Sequence[str], timeout_s: float = 900.0) ->
     """Run the flow once to the end of its input (with ``--recovery-dir``)."""
     started = time.monotonic()
     proc = start_flow(target, args)
-    startup = _wait_for_snapshot(target, proc, timeout_s)
+    startup = wait_for_snapshot(target, proc, timeout_s)
     _finish(target, proc, max(1.0, timeout_s - (time.monotonic() - started)))
     wall = time.monotonic() - started
     return RunTime(wall, wall if startup is None else startup)
@@ -288,7 +288,7 @@ def run_with_kills(
         if rng.random() < 0.2:
             delay: float | None = rng.uniform(0.2, 2.0)
         else:
-            ready = _wait_for_snapshot(target, proc, timeout_s)
+            ready = wait_for_snapshot(target, proc, timeout_s)
             delay = None if ready is None else ready + rng.uniform(0.0, work_s)
         remaining = 0.0 if delay is None else delay - (time.monotonic() - life_started)
         try:

@@ -8,22 +8,25 @@ forwards every connection to the upstream service. Faults:
 - ``reset()``: every open connection is reset, new ones are accepted (a
   connection dropped in the middle of a batch).
 
-Threads and plain sockets only; ``close()`` stops everything it started.
+One thread owns every socket (a selector loop); ``cut``/``reset``/``close``
+are commands it executes, so no socket is ever closed under another thread
+blocked on it (which would leave the connection open and its client waiting
+forever).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import queue
+import selectors
 import socket
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
 
-log = logging.getLogger(__name__)
-
 _RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+_CHUNK = 65536
 
 
 @dataclass
@@ -37,14 +40,15 @@ class TcpProxy:
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
         self.upstream = (upstream_host, upstream_port)
         self.stats = ProxyStats()
-        self._lock = threading.Lock()
-        self._conns: set[socket.socket] = set()
-        self._listener: socket.socket | None = None
         self._port = 0
+        self._listener: socket.socket | None = None
+        self._peers: dict[socket.socket, socket.socket] = {}
         self._refuse_until = 0.0
-        self._closed = threading.Event()
-        self._refusing = threading.Event()  # set by the server thread once the port refuses
+        self._commands: queue.Queue[tuple[str, float, threading.Event]] = queue.Queue()
+        self._waker_r, self._waker_w = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
         self._thread: threading.Thread | None = None
+        self._running = False
 
     @property
     def port(self) -> int:
@@ -52,33 +56,27 @@ class TcpProxy:
 
     def start(self) -> TcpProxy:
         self._listen()
-        self._thread = threading.Thread(target=self._serve, name="tcp-proxy", daemon=True)
+        self._selector.register(self._waker_r, selectors.EVENT_READ)
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="tcp-proxy", daemon=True)
         self._thread.start()
         return self
 
     def cut(self, seconds: float) -> None:
         """Reset every connection and refuse new ones for ``seconds``; returns
         once the port refuses (the cut itself runs on)."""
-        with self._lock:
-            self._refuse_until = time.monotonic() + seconds
-            self.stats.cuts.append((time.time(), seconds))
-            self._refusing.clear()
-        self._refusing.wait(timeout=2)
-        self.reset()
+        self._command("cut", seconds)
 
     def reset(self) -> None:
-        """Reset every open connection (both directions)."""
-        with self._lock:
-            conns, self._conns = self._conns, set()
-            self.stats.resets += len(conns) // 2
-        for sock in conns:
-            _abort(sock)
+        """Reset every open connection (both sides)."""
+        self._command("reset", 0.0)
 
     def close(self) -> None:
-        self._closed.set()
-        if self._thread is not None:
+        if self._thread is not None and self._running:
+            self._command("close", 0.0)
             self._thread.join(timeout=5)
-        self.reset()
+        self._waker_r.close()
+        self._waker_w.close()
 
     def __enter__(self) -> TcpProxy:
         return self.start()
@@ -86,76 +84,109 @@ class TcpProxy:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    # -- internals ------------------------------------------------------------
+    # -- the proxy thread -----------------------------------------------------
+    def _command(self, name: str, arg: float) -> None:
+        done = threading.Event()
+        self._commands.put((name, arg, done))
+        self._waker_w.send(b"x")
+        done.wait(timeout=10)
+
     def _listen(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self._port))
         sock.listen(128)
-        sock.settimeout(0.05)
         self._port = sock.getsockname()[1]
         self._listener = sock
+        if self._running:
+            self._selector.register(sock, selectors.EVENT_READ)
 
-    def _serve(self) -> None:
-        # Only this thread opens, uses and closes the listener.
-        while not self._closed.is_set():
-            if time.monotonic() < self._refuse_until:
-                if self._listener is not None:
-                    self._listener.close()  # nothing listens: connections are refused
-                    self._listener = None
-                self._refusing.set()
-                time.sleep(0.01)
-                continue
-            if self._listener is None:
-                self._listen()  # the cut is over
-            assert self._listener is not None
-            try:
-                client, _ = self._listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            if time.monotonic() < self._refuse_until:
-                _abort(client)  # arrived as the cut began
-                continue
-            self._connect(client)
+    def _unlisten(self) -> None:
         if self._listener is not None:
-            self._listener.close()
+            self._selector.unregister(self._listener)
+            self._listener.close()  # nothing listens: connections are refused
             self._listener = None
 
-    def _connect(self, client: socket.socket) -> None:
+    def _loop(self) -> None:
+        if self._listener is not None:
+            self._selector.register(self._listener, selectors.EVENT_READ)
+        while self._running:
+            if self._listener is None and time.monotonic() >= self._refuse_until:
+                self._listen()  # the cut is over
+            for key, _ in self._selector.select(timeout=0.05):
+                sock = key.fileobj
+                if sock is self._waker_r:
+                    self._waker_r.recv(1024)
+                    self._run_commands()
+                elif sock is self._listener:
+                    self._accept()
+                elif isinstance(sock, socket.socket) and sock in self._peers:
+                    self._forward(sock)
+        self._unlisten()
+        self._reset_all(count=False)
+        self._selector.close()
+
+    def _run_commands(self) -> None:
+        while not self._commands.empty():
+            name, arg, done = self._commands.get()
+            if name == "cut":
+                self._refuse_until = time.monotonic() + arg
+                self.stats.cuts.append((time.time(), arg))
+                self._unlisten()
+                self._reset_all()
+            elif name == "reset":
+                self._reset_all()
+            else:
+                self._running = False
+            done.set()
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        try:
+            client, _ = self._listener.accept()
+        except OSError:
+            return
         try:
             upstream = socket.create_connection(self.upstream, timeout=5)
         except OSError:
             _abort(client)
             return
         for sock in (client, upstream):
-            sock.settimeout(None)
+            sock.settimeout(5)  # a peer that stops reading fails the pair, not the proxy
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._lock:
-            self._conns |= {client, upstream}
-            self.stats.accepted += 1
-        for src, dst in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            self._selector.register(sock, selectors.EVENT_READ)
+        self._peers[client], self._peers[upstream] = upstream, client
+        self.stats.accepted += 1
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _forward(self, src: socket.socket) -> None:
+        dst = self._peers[src]
         try:
-            while data := src.recv(65536):
+            data = src.recv(_CHUNK)
+            if data:
                 dst.sendall(data)
+                return
         except OSError:
             pass
-        # One side ended (or was reset): end the pair.
-        with self._lock:
-            self._conns -= {src, dst}
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.close()
+        self._drop(src)  # closed or broken: end the pair the same way
+
+    def _drop(self, sock: socket.socket) -> None:
+        peer = self._peers.pop(sock)
+        self._peers.pop(peer, None)
+        for s in (sock, peer):
+            self._selector.unregister(s)
+            _abort(s)
+
+    def _reset_all(self, count: bool = True) -> None:
+        pairs = {frozenset((a, b)) for a, b in self._peers.items()}
+        if count:
+            self.stats.resets += len(pairs)
+        for pair in pairs:
+            self._drop(next(iter(pair)))
 
 
 def _abort(sock: socket.socket) -> None:
-    """Reset ``sock``: linger 0 makes close() send RST (not FIN); shutting
-    down the read side first wakes the pump thread blocked in recv()."""
+    """Close with a reset (RST), not an orderly FIN."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST)
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RD)
     with contextlib.suppress(OSError):
         sock.close()
