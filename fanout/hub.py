@@ -7,9 +7,10 @@ Guarantees:
 - ``acquire`` returns only after Redis confirmed the SUBSCRIBE that covers
   the caller, so a snapshot read afterwards cannot miss an update published
   in between. Confirmations are matched to SUBSCRIBEs in order, per channel.
-- The reader never awaits a client: every message of a received chunk is
-  offered to the mailboxes synchronously (``Mailbox.offer`` is bounded), so
-  one slow client cannot delay others.
+- The reader never awaits a client: every read is offered to the mailboxes
+  synchronously (``Mailbox.offer`` is bounded), so one slow client cannot
+  delay others. Within one read only the newest version of a state channel
+  (prices, portfolio) is offered; every ``user`` message is, in order.
 - After a Redis disconnect the hub reconnects (backoff after failures),
   re-subscribes every wanted channel in one command and, once Redis
   confirmed it, gives every subscriber a fresh snapshot (updates published
@@ -25,8 +26,8 @@ import time
 from collections import deque
 
 from fanout import metrics
-from fanout.channels import Channel
-from fanout.conflate import Mailbox
+from fanout.channels import Channel, ChannelKind
+from fanout.conflate import Mailbox, Update
 from fanout.errors import BackendUnavailable
 from fanout.pubsub import PubSubError, PubSubProtocol, RedisAddress, connect
 from fanout.store import SnapshotStore, decode_update
@@ -59,6 +60,9 @@ class Hub:
         self._conn: PubSubProtocol | None = None
         self._runner: asyncio.Task[None] | None = None
         self._resync: set[asyncio.Task[None]] = set()
+        self._read = self._conflated = 0  # in the current read
+        self._events: list[tuple[str, Update]] = []
+        self._latest: dict[str, Update] = {}
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="fanout-redis-reader")
@@ -118,7 +122,11 @@ class Hub:
             await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
             try:
                 conn = await connect(
-                    self._address, self._client_name, self._on_message, self._on_push
+                    self._address,
+                    self._client_name,
+                    self._on_message,
+                    self._on_push,
+                    self._on_batch,
                 )
             except PubSubError as exc:
                 failures += 1
@@ -178,16 +186,47 @@ class Hub:
                     future.set_result(None)
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
-        metrics.REDIS_MESSAGES.inc()
+        """Collect a read's messages: a state channel (prices, portfolio)
+        keeps only its newest version of the read (the mailboxes would
+        conflate the rest anyway, so a reader that fell behind catches up
+        with fewer offers); ``user`` messages (alerts, cards) all stay."""
+        self._read += 1
         name = channel.decode(errors="replace")
-        subscribers = self._subs.get(name)
-        if not subscribers:
-            return
+        known = self._channels.get(name)
+        if known is None:
+            return  # unsubscribed while the message was in flight
         try:
-            update = decode_update(self._channels[name].kind, data, time.monotonic())
+            update = decode_update(known.kind, data, time.monotonic())
         except ValueError as exc:
             metrics.DROPPED.labels("malformed").inc()
             log.warning("dropping malformed message on %s: %s", name, exc)
             return
-        for mailbox, client_name in subscribers.items():
+        if known.kind is ChannelKind.USER:
+            self._events.append((name, update))
+            return
+        best = self._latest.get(name)
+        if best is None or _newer(update.version, best.version):
+            self._conflated += best is not None
+            self._latest[name] = update
+        else:
+            metrics.DROPPED.labels("stale").inc()
+
+    def _on_batch(self) -> None:
+        events, latest = self._events, self._latest
+        self._events, self._latest = [], {}
+        metrics.REDIS_MESSAGES.inc(self._read)
+        if self._conflated:
+            metrics.CONFLATED.inc(self._conflated)
+        self._read = self._conflated = 0
+        for name, update in events:
+            self._offer(name, update)
+        for name, update in latest.items():
+            self._offer(name, update)
+
+    def _offer(self, name: str, update: Update) -> None:
+        for mailbox, client_name in self._subs.get(name, {}).items():
             mailbox.offer(client_name, update)
+
+
+def _newer(candidate: int | None, than: int | None) -> bool:
+    return candidate is None or than is None or candidate > than

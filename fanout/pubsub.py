@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 _MESSAGE = b"*3\r\n$7\r\nmessage\r\n$"
 _CRLF = b"\r\n"
+_MIN_FREE = 256 * 1024  # room offered to each read; the buffer doubles below it
 
 
 class PubSubError(OSError):
@@ -67,10 +68,10 @@ def encode_command(*args: str | bytes) -> bytes:
     return b"".join(out)
 
 
-def parse_value(buf: bytearray, pos: int) -> tuple[Any, int] | None:
-    """One RESP2 value at ``pos``: (value, next position), None if incomplete.
-    Errors come back as ``PubSubError`` values, not raised."""
-    nl = buf.find(_CRLF, pos)
+def parse_value(buf: bytearray, pos: int, end: int) -> tuple[Any, int] | None:
+    """One RESP2 value in ``buf[pos:end]``: (value, next position), None if
+    incomplete. Errors come back as ``PubSubError`` values, not raised."""
+    nl = buf.find(_CRLF, pos, end)
     if nl < 0:
         return None
     kind, line = buf[pos], bytes(buf[pos + 1 : nl])
@@ -84,12 +85,12 @@ def parse_value(buf: bytearray, pos: int) -> tuple[Any, int] | None:
         size = int(line)
         if size < 0:
             return None, nl + 2
-        end = nl + 2 + size
-        return (bytes(buf[nl + 2 : end]), end + 2) if end + 2 <= len(buf) else None
+        last = nl + 2 + size
+        return (bytes(buf[nl + 2 : last]), last + 2) if last + 2 <= end else None
     if kind == 0x2A:  # *array
         items, at = [], nl + 2
         for _ in range(max(int(line), 0)):
-            parsed = parse_value(buf, at)
+            parsed = parse_value(buf, at, end)
             if parsed is None:
                 return None
             item, at = parsed
@@ -98,17 +99,27 @@ def parse_value(buf: bytearray, pos: int) -> tuple[Any, int] | None:
     raise PubSubError(f"unexpected RESP type byte {kind!r}")
 
 
-class PubSubProtocol(asyncio.Protocol):
+class PubSubProtocol(asyncio.BufferedProtocol):
     """Parses pushes as they arrive: ``on_message(channel, data)`` for
-    messages, ``on_push(kind, channel)`` for (un)subscribe confirmations;
-    other replies resolve the oldest ``request`` future."""
+    messages, ``on_push(kind, channel)`` for (un)subscribe confirmations,
+    then ``on_batch()`` once per read; other replies resolve the oldest
+    ``request`` future.
+
+    Reads go straight into one growing buffer (at least ``_MIN_FREE`` free),
+    so a reader that fell behind takes everything the socket holds in one
+    read instead of asyncio's default 256 KiB per loop iteration."""
 
     def __init__(
-        self, on_message: Callable[[bytes, bytes], None], on_push: Callable[[bytes, bytes], None]
+        self,
+        on_message: Callable[[bytes, bytes], None],
+        on_push: Callable[[bytes, bytes], None],
+        on_batch: Callable[[], None] = lambda: None,
     ) -> None:
         self._on_message = on_message
         self._on_push = on_push
-        self._buf = bytearray()
+        self._on_batch = on_batch
+        self._buf = bytearray(_MIN_FREE * 4)
+        self._end = 0  # buf[:_end] holds received, unparsed bytes
         self._replies: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -138,30 +149,45 @@ class PubSubProtocol(asyncio.Protocol):
         self._replies.append(future)
         return future
 
-    def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._end == 0 and len(self._buf) > 16 * _MIN_FREE:  # a backlog is gone
+            self._buf = bytearray(_MIN_FREE * 4)
+        if len(self._buf) - self._end < _MIN_FREE:  # no reader holds a view now
+            grown = bytearray(2 * len(self._buf))
+            grown[: self._end] = self._buf[: self._end]
+            self._buf = grown
+        return memoryview(self._buf)[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        buf, end = self._buf, self._end + nbytes
         try:
-            pos = self._drain(buf)
+            pos = self._drain(buf, end)
         except (PubSubError, ValueError) as exc:  # garbage: drop the connection
-            self._buf.clear()
+            self._end = 0
             if self.transport is not None:
                 self.transport.abort()
             self.connection_lost(exc)
             return
-        del buf[:pos]
+        rest = end - pos
+        if pos:  # same size: allowed while asyncio still holds a view of buf
+            buf[:rest] = buf[pos:end]
+        self._end = rest
+        self._on_batch()
 
-    def _drain(self, buf: bytearray) -> int:
-        pos, end, prefix = 0, len(buf), len(_MESSAGE)
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: connection_lost follows
+
+    def _drain(self, buf: bytearray, end: int) -> int:
+        pos, prefix = 0, len(_MESSAGE)
         while pos < end:
-            if buf.startswith(_MESSAGE, pos):  # the hot path: inline, no recursion
+            if buf.startswith(_MESSAGE, pos, end):  # the hot path: inline, no recursion
                 at = pos + prefix
-                nl = buf.find(_CRLF, at)
+                nl = buf.find(_CRLF, at, end)
                 if nl < 0:
                     break
                 start = nl + 2
                 stop = start + int(buf[at:nl])
-                nl = buf.find(_CRLF, stop + 3)
+                nl = buf.find(_CRLF, stop + 3, end)
                 if nl < 0:
                     break
                 data = nl + 2
@@ -171,7 +197,7 @@ class PubSubProtocol(asyncio.Protocol):
                 self._on_message(bytes(buf[start:stop]), bytes(buf[data:last]))
                 pos = last + 2
                 continue
-            parsed = parse_value(buf, pos)
+            parsed = parse_value(buf, pos, end)
             if parsed is None:
                 break
             value, pos = parsed
@@ -195,6 +221,7 @@ async def connect(
     client_name: str,
     on_message: Callable[[bytes, bytes], None],
     on_push: Callable[[bytes, bytes], None],
+    on_batch: Callable[[], None] = lambda: None,
     timeout_s: float = 5.0,
 ) -> PubSubProtocol:
     """A connected, authenticated, named pub/sub connection."""
@@ -205,7 +232,7 @@ async def connect(
     try:
         async with asyncio.timeout(timeout_s):
             _, protocol = await loop.create_connection(
-                lambda: PubSubProtocol(on_message, on_push),
+                lambda: PubSubProtocol(on_message, on_push, on_batch),
                 address.host,
                 address.port,
                 ssl=context,
