@@ -26,7 +26,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from fanout.pubsub import RedisAddress, encode_command
 from fanout.testing import http_get
 
-CONNECT_CHUNK = 25  # connections opened at once per process (listen backlog)
+CONNECT_CHUNK = 50  # connections opened at once per process (listen backlog)
 NEVER = float("inf")
 
 
