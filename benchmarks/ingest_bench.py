@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -98,58 +99,32 @@ def produce(bootstrap: str, topic: str, ticks: int, symbols: int, start_ms: int)
     return sent
 
 
-def count_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> int:
-    """Messages in ``topic``, read from the beginning to end-of-partition."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "folio-bench",
-            "enable.partition.eof": "true",
-            "enable.auto.commit": "false",
-        }
-    )
+def read_topic(bootstrap: str, topic: str, parse: bool = False) -> tuple[int, float]:
+    """Read ``topic`` from the beginning to end-of-partition (``orjson.loads``
+    on every value if ``parse``); returns (messages, seconds). ``parse`` is
+    the reference: a bare assign() consume plus JSON parse."""
+    config = {"bootstrap.servers": bootstrap, "group.id": "folio-bench"}
+    consumer = Consumer({**config, "enable.partition.eof": "true", "enable.auto.commit": "false"})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        done: set[int] = set()
+        done: set[int | None] = set()
         count = 0
-        deadline = time.monotonic() + timeout_s
+        started = time.perf_counter()
         while len(done) < len(parts):
-            if time.monotonic() > deadline:
+            if time.perf_counter() - started > 120:
                 raise TimeoutError(f"did not reach the end of {topic}")
             for msg in consumer.consume(10_000, 0.2):
                 err = msg.error()
                 if err is None:
                     count += 1
+                    if parse:
+                        orjson.loads(msg.value() or b"null")
                 elif err.code() == KafkaError._PARTITION_EOF:
-                    done.add(msg.partition() or 0)
+                    done.add(msg.partition())
                 else:
                     raise RuntimeError(err.str())
-        return count
-    finally:
-        consumer.close()
-
-
-def consume_parse_rate(bootstrap: str, topic: str, expected: int) -> float:
-    """Reference: messages/s of a bare assign() consume plus ``orjson.loads``."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "folio-bench-raw",
-            "enable.auto.commit": "false",
-        }
-    )
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        seen = 0
-        started = time.perf_counter()
-        while seen < expected:
-            for msg in consumer.consume(2_000, 1.0):
-                if msg.error() is None:
-                    orjson.loads(msg.value() or b"null")
-                    seen += 1
-        return seen / (time.perf_counter() - started)
+        return count, time.perf_counter() - started
     finally:
         consumer.close()
 
@@ -262,22 +237,25 @@ def bench_mode(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
         started = time.perf_counter()
         records = produce(bootstrap, topics["ticks"], args.ticks, args.symbols, start_ms)
         produce_s = time.perf_counter() - started
-        raw_rate = consume_parse_rate(bootstrap, topics["ticks"], records)
+        parsed, seconds = read_topic(bootstrap, topics["ticks"], parse=True)
+        raw_rate = parsed / seconds
         results: dict[str, Any] = {"records": records, "produce_s": produce_s, "raw_rate": raw_rate}
         runs = [False, True] if args.profile else [False]
         for profile in runs:
             without = frozenset(args.without.split(",")) - {""}
             run = Run(bootstrap, topics, mode, args.batch_size, prefix, profile, without)
             chdb_dir = tempfile.mkdtemp(prefix="chdb-", dir=workdir)
+            broker_before = sum(psutil.Process(pid).cpu_times()[:2])
             with multiprocessing.get_context("spawn").Pool(1) as pool:
                 out = pool.apply(run_flow, (run, chdb_dir))
+            out["broker_cpu_s"] = sum(psutil.Process(pid).cpu_times()[:2]) - broker_before
             if profile:
                 results["stages"] = out["stages"]
             else:
                 results |= out
-                results["prices_topic"] = count_topic(bootstrap, topics["prices"])
-                results["candles_topic"] = count_topic(bootstrap, topics["candles"])
-                results["dlq_topic"] = count_topic(bootstrap, topics["dlq"])
+                results["prices_topic"] = read_topic(bootstrap, topics["prices"])[0]
+                results["candles_topic"] = read_topic(bootstrap, topics["candles"])[0]
+                results["dlq_topic"] = read_topic(bootstrap, topics["dlq"])[0]
                 results["redis_prices"] = sum(1 for _ in client.scan_iter(f"{prefix}:price:*"))
         return results
     finally:
@@ -300,6 +278,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None
         ("**ticks/s end to end**", lambda r: f"**{r['records'] / r['elapsed_s']:,.0f}**"),
         ("flow CPU s (all threads)", lambda r: f"{r['cpu_s']:.2f}"),
         ("ticks per CPU-second", lambda r: f"{r['records'] / r['cpu_s']:,.0f}"),
+        ("broker (Tansu) CPU s meanwhile", lambda r: f"{r['broker_cpu_s']:.2f}"),
         ("reference: raw consume+parse msg/s", lambda r: f"{r['raw_rate']:,.0f}"),
         ("flow / reference", lambda r: f"{r['records'] / r['elapsed_s'] / r['raw_rate']:.2f}"),
         ("user instructions per tick (perf)", per_tick_instructions),
