@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -55,15 +56,14 @@ class BatchProducer:
         self._failures: list[str] = []
         settings: dict[str, Any] = {**DEFAULT_PRODUCER_CONFIG, **config}
         settings["delivery.report.only.error"] = True
-        settings["on_delivery"] = self._on_delivery
-        self._producer = Producer(settings)
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._failures.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+        # A callback that holds no reference back to self: no cycle, so the
+        # producer (and its threads) goes as soon as the sink drops it.
+        settings["on_delivery"] = partial(_record_failure, self._failures)
+        self._producer: Producer | None = Producer(settings)
 
     def produce_all(self, topic: str, records: Iterable[tuple[str | bytes | None, bytes]]) -> int:
-        produce = self._producer.produce
+        producer = self._live()
+        produce = producer.produce
         count = 0
         for key, value in records:
             try:
@@ -73,14 +73,15 @@ class BatchProducer:
             except KafkaException as exc:  # refused locally, e.g. a message too large
                 raise SinkRejected(self._name, str(exc)) from exc
             count += 1
-        self._producer.poll(0)
+        producer.poll(0)
         return count
 
     def _produce_when_room(self, topic: str, key: str | bytes | None, value: bytes) -> None:
+        producer = self._live()
         while True:
-            self._producer.poll(0.05)  # queue full: serve callbacks to make room
+            producer.poll(0.05)  # queue full: serve callbacks to make room
             try:
-                self._producer.produce(topic, value, key)
+                producer.produce(topic, value, key)
                 return
             except BufferError:
                 continue
@@ -89,7 +90,7 @@ class BatchProducer:
         """Block until every queued message is acknowledged. Raises
         ``SinkUnavailable`` if some are still queued (librdkafka keeps
         retrying them: flush again) and ``SinkError`` if any failed."""
-        remaining = self._producer.flush(self._flush_timeout_s)
+        remaining = self._live().flush(self._flush_timeout_s)
         if remaining:
             raise SinkUnavailable(
                 self._name, f"{remaining} messages not delivered within {self._flush_timeout_s}s"
@@ -98,6 +99,23 @@ class BatchProducer:
             failures, self._failures = self._failures, []
             # Dropped after librdkafka's own retries: fail so the flow replays.
             raise SinkError(self._name, f"{len(failures)} messages failed, first: {failures[0]}")
+
+    def close(self) -> None:
+        """Flush (raising like ``flush``), then release the producer."""
+        try:
+            self.flush()
+        finally:
+            self._producer = None
+
+    def _live(self) -> Producer:
+        if self._producer is None:
+            raise SinkError(self._name, "producer is closed")
+        return self._producer
+
+
+def _record_failure(failures: list[str], err: KafkaError | None, msg: Message) -> None:
+    if err is not None:
+        failures.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
 
 
 class _TopicPartition(StatelessSinkPartition[list[KeyedBytes]]):
@@ -116,4 +134,4 @@ class _TopicPartition(StatelessSinkPartition[list[KeyedBytes]]):
         metrics.BATCH_SECONDS.labels(self._name).observe(time.perf_counter() - started)
 
     def close(self) -> None:
-        self._producer.flush()
+        self._producer.close()
