@@ -311,14 +311,20 @@ def report(args: argparse.Namespace, rows: list[Row], http: HttpRow | None) -> s
         "| clients CPU % | failed clients / refused channels |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    # No sample: nothing published inside the window arrived by its end + the drain.
+    late = f"> {(args.seconds + DRAIN_S) * 1e3:,.0f}"
     for r in rows:
         target = f"{100 + r.interval_ms}" if r.interval_ms is not None else "–"
         ok = "" if r.interval_ms is None else (" ✓" if r.p99_ms < 100 + r.interval_ms else " ✗")
         interval = f"{r.interval_ms} ms" if r.interval_ms is not None else "none"
+        p50, p99 = (
+            (late, late) if r.p99_ms != r.p99_ms else (f"{r.p50_ms:,.1f}", f"{r.p99_ms:,.1f}")
+        )
+        server_p99 = "–" if r.server_p99_ms != r.server_p99_ms else f"{r.server_p99_ms:,.0f}"
         lines.append(
             f"| {r.server} | {interval} | {r.published_per_s:,.0f} | {r.updates_per_s:,.0f} "
-            f"| {r.frames_per_s:,.0f} | {r.p50_ms:,.1f} | {r.p99_ms:,.1f}{ok} | {target} "
-            f"| {r.server_p99_ms:,.0f} | {r.server_cpu:.0f} | {r.cpu_us_per_update:.1f} "
+            f"| {r.frames_per_s:,.0f} | {p50} | {p99}{ok} | {target} "
+            f"| {server_p99} | {r.server_cpu:.0f} | {r.cpu_us_per_update:.1f} "
             f"| {r.server_rss_mb:.0f} "
             f"| {r.client_cpu:.0f} | {r.failed} / {r.refused} |"
         )
