@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from flows.ingest.candles import CandleBuilder
 from flows.ingest.consolidate import Consolidator
-from flows.ingest.dedup import Deduplicator
+from flows.ingest.dedup import Deduplicator, DedupSnapshot, KeyBatch, resume
 from flows.ingest.encode import (
     dec,
     dec_fast,
@@ -250,7 +250,7 @@ def test_dedup_reads_snapshots_with_one_expiry_entry_per_key() -> None:
     old.seen = {("alpha", "A", 5), "t1"}
     old.expiry = deque([(5, ("alpha", "A", 5)), (5, "t1")])  # type: ignore[list-item]
     restored = pickle.loads(pickle.dumps(old))
-    assert list(restored.expiry) == [(5, (("alpha", "A", 5),)), (5, ("t1",))]
+    assert list(restored.expiry) == [KeyBatch(5, (("alpha", "A", 5),)), KeyBatch(5, ("t1",))]
     fresh, repeats = restored.filter([tick("A", 5), tick("A", 5_000)])
     assert (len(fresh), repeats) == (1, 1)
     assert restored.seen == {("alpha", "A", 5_000)}
@@ -302,3 +302,22 @@ def test_price_messages_and_latest_prices_match_the_row_path() -> None:
     assert price_messages(items) == [price_message(row) for row in rows]
     assert latest_prices(items) == list(latest_per_symbol([rows]).values())
     assert [r.provider for r in latest_prices(items)] == ["alpha", "alpha"]
+
+
+def test_dedup_snapshot_restores_the_same_state_and_pickles_each_batch_once() -> None:
+    dedup = Deduplicator(60_000)
+    dedup.filter([tick("A", NOW, tick_id="a1"), tick("B", NOW + 1)])
+    first = pickle.dumps(dedup.snapshot())
+    dedup.filter([tick("A", NOW + 2, tick_id="a2")])
+    snap = dedup.snapshot()
+    restored = pickle.loads(pickle.dumps(snap))
+    assert isinstance(restored, Deduplicator)
+    assert (restored.seen, list(restored.expiry)) == (dedup.seen, list(dedup.expiry))
+    assert resume(snap, 1) == resume(restored, 1) == snap.restore()
+    assert isinstance(resume(None, 5), Deduplicator)
+    # The first batch was pickled once; every later snapshot embeds those bytes.
+    older = dedup.expiry[0]
+    assert older._pickled is not None and older._pickled in first
+    fresh, repeats = restored.filter([tick("A", NOW, tick_id="a9"), tick("C", NOW, tick_id="a2")])
+    assert (fresh, repeats) == ([], 2)
+    assert isinstance(snap, DedupSnapshot)

@@ -25,7 +25,7 @@ from bytewax.outputs import Sink
 from flows.ingest import metrics
 from flows.ingest.candles import CandleBuilder
 from flows.ingest.consolidate import Consolidator
-from flows.ingest.dedup import Deduplicator
+from flows.ingest.dedup import resume
 from flows.ingest.encode import (
     KeyedBytes,
     candle_message,
@@ -91,9 +91,7 @@ def add_ingest(
     valid = op.filter_map_value("valid", checked, lambda r: r[0] if r[0] or not r[1] else None)
     invalid = op.filter_map_value("invalid", checked, lambda r: r[1] or None)
 
-    fresh = op.stateful_batch(
-        "dedup", valid, lambda s: DedupLogic(s or Deduplicator(cfg.dedup_horizon_ms))
-    )
+    fresh = op.stateful_batch("dedup", valid, lambda s: DedupLogic(resume(s, cfg.dedup_horizon_ms)))
     chosen = op.stateful_batch(
         "consolidate",
         fresh,

@@ -16,7 +16,7 @@ from bytewax.operators import StatefulBatchLogic
 from flows.ingest import metrics
 from flows.ingest.candles import CandleBuilder
 from flows.ingest.consolidate import Consolidator
-from flows.ingest.dedup import Deduplicator
+from flows.ingest.dedup import Deduplicator, DedupSnapshot
 from flows.ingest.encode import late_rejection
 from flows.ingest.quiet import restarted
 from flows.ingest.records import CandleRow, Rejection, SourcedTick
@@ -26,7 +26,9 @@ Clock = Callable[[], int]  # epoch ms
 _RETAIN = False
 
 
-class DedupLogic(StatefulBatchLogic[list[SourcedTick], list[SourcedTick], Deduplicator]):
+class DedupLogic(
+    StatefulBatchLogic[list[SourcedTick], list[SourcedTick], Deduplicator | DedupSnapshot]
+):
     def __init__(self, state: Deduplicator) -> None:
         self.state = state
 
@@ -40,7 +42,7 @@ class DedupLogic(StatefulBatchLogic[list[SourcedTick], list[SourcedTick], Dedupl
                 out.append(fresh)
         return out, _RETAIN
 
-    def snapshot(self) -> Deduplicator:
+    def snapshot(self) -> DedupSnapshot:
         return self.state.snapshot()
 
 
