@@ -3,6 +3,7 @@
     python -m benchmarks.ingest_bench [--ticks N] [--symbols S] [--mode live|replay|both]
                                       [--quick] [--batch-size B] [--profile]
                                       [--without clickhouse,kafka,redis]
+                                      [--recovery] [--epoch-s 5]
 
 Starts its own Tansu broker on a free port, creates the topics, produces a
 fixed, seeded set of simulated ticks into ``market.ticks`` (not timed) with
@@ -16,7 +17,8 @@ candles in a temporary chDB directory -- through
 ``bytewax.run.cli_main(flow, workers_per_process=1)`` with ``tail=False``,
 and times it from start to exit. ``--profile`` repeats each run under
 cProfile (the single worker runs on the main thread) for time per stage;
-``--without`` leaves sinks out to measure what each costs (one must stay).
+``--without`` leaves sinks out to measure what each costs (one must stay);
+``--recovery`` adds snapshots to disk every ``--epoch-s`` (folio run: 5 s).
 Prints a markdown table and the exact command. Target: >= 100,000 ticks/s.
 
 The machines are shared: wall time swings with their load, so the table also
@@ -42,6 +44,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +89,8 @@ class Run:
     redis_prefix: str
     profile: bool
     without: frozenset[str]  # sinks left out to measure their share: clickhouse, redis, kafka
+    recovery_dir: str | None  # snapshots on disk every epoch, as `folio run --recovery-dir`
+    epoch_s: float
 
 
 def produce(bootstrap: str, topic: str, ticks: int, symbols: int, start_ms: int) -> int:
@@ -156,6 +161,7 @@ def stop_perf(proc: subprocess.Popen[str] | None) -> float | None:
 
 def run_flow(run: Run, chdb_dir: str) -> dict[str, Any]:
     """In a child process: the ingest flow with every real sink, timed."""
+    from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
     from connectors.kafka.source import KafkaBatchSource
@@ -187,7 +193,12 @@ def run_flow(run: Run, chdb_dir: str) -> dict[str, Any]:
     started = time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    cli_main(flow, workers_per_process=1)
+    recovery = None
+    if run.recovery_dir is not None:
+        init_db_dir(Path(run.recovery_dir), 1)
+        recovery = RecoveryConfig(run.recovery_dir)
+    epoch = timedelta(seconds=run.epoch_s)
+    cli_main(flow, workers_per_process=1, epoch_interval=epoch, recovery_config=recovery)
     if profiler is not None:
         profiler.disable()
     elapsed = time.perf_counter() - started
@@ -243,8 +254,12 @@ def bench_mode(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
         runs = [False, True] if args.profile else [False]
         for profile in runs:
             without = frozenset(args.without.split(",")) - {""}
-            run = Run(bootstrap, topics, mode, args.batch_size, prefix, profile, without)
             chdb_dir = tempfile.mkdtemp(prefix="chdb-", dir=workdir)
+            recovery = tempfile.mkdtemp(prefix="recovery-", dir=workdir) if args.recovery else None
+            run = Run(
+                bootstrap, topics, mode, args.batch_size, prefix, profile, without, recovery,
+                args.epoch_s,
+            )  # fmt: skip
             broker_before = sum(psutil.Process(pid).cpu_times()[:2])
             with multiprocessing.get_context("spawn").Pool(1) as pool:
                 out = pool.apply(run_flow, (run, chdb_dir))
@@ -317,6 +332,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200,000 ticks")
     parser.add_argument("--batch-size", type=int, default=2_000, help="Kafka messages per poll")
     parser.add_argument("--profile", action="store_true", help="add a cProfile run per mode")
+    parser.add_argument("--recovery", action="store_true", help="snapshot to a recovery dir")
+    parser.add_argument("--epoch-s", type=float, default=5.0, help="as folio run's default")
     parser.add_argument(
         "--without", default="", help="leave sinks out to see their cost: clickhouse,redis,kafka"
     )
