@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 _IDLE_WAIT = timedelta(milliseconds=20)
 _new_tuple = tuple.__new__
+# One consumer per partition, each prefetching up to 64 MB by default: a
+# replay held whole topics in memory. A few batches ahead keep it busy.
+_CONSUMER_DEFAULTS = {"queued.max.messages.kbytes": "8192"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class _BatchPartition(StatefulSourcePartition[RawBatch, int]):
         self._idle = False
         self._labels = (topic, str(idx))
         consumer_config = {
+            **_CONSUMER_DEFAULTS,
             **spec.config,
             "group.id": "folio-stream",  # required by librdkafka; no group is joined with assign()
             "enable.auto.commit": "false",
