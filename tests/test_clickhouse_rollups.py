@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.clickhouse.batching import RetryPolicy, insert_batch
+from sinks.clickhouse.batching import NO_RETRY, insert_batch
 from sinks.clickhouse.candles import COLUMNS
 from sinks.clickhouse.client import ClickHouseClient
 from sinks.clickhouse.history import backfill_daily_bars
@@ -154,7 +154,7 @@ def test_an_interrupted_correction_is_repaired_at_start_up(ch: ClickHouseClient)
     fix = candles[10]._replace(volume=candles[10].volume + 1000, version=2)
     # What a crash after storing the correction, before recomputing, leaves behind.
     queue_rebuild(ch, [(fix.symbol, fix.window_start_ms)])
-    insert_batch(ch, "candles_1m", [(*fix, 1)], COLUMNS, RetryPolicy(attempts=1))
+    insert_batch(ch, "candles_1m", [(*fix, 1)], COLUMNS, NO_RETRY)
     with pytest.raises(AssertionError):
         assert_rollups_match(ch, [*candles, fix])  # the view added the volume twice
     apply_schema(ch)

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from schemas.topics import CLICKHOUSE_TABLES
-from sinks.clickhouse.batching import RetryPolicy, with_retry
 from sinks.clickhouse.client import (
     ClickHouseClient,
     acquire_owner_lock,
@@ -36,6 +35,7 @@ from sinks.clickhouse.writer import (
     insert_valuations,
 )
 from sinks.errors import SinkBusy, SinkRejected, SinkUnavailable
+from sinks.retry import RetryPolicy, with_retry
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z
@@ -139,14 +139,37 @@ def test_alerts_are_stored_once_per_alert_id(ch: ClickHouseClient):
     assert rows == [("a1", None, Decimal("201.25")), ("a2", "p1", Decimal("201.25"))]
 
 
+def test_ticks_are_stored_exactly_whatever_their_text(ch: ClickHouseClient):
+    """Ticks go as TabSeparated text: every value the contract admits must
+    come back unchanged (free-text ids, exponents, nulls, the edge instants)."""
+    odd = [
+        TickRow("BRK.B", Decimal("1E+2"), 0, "alpha", None, "USD", "tab\there\nnew\\line\r"),
+        TickRow("^GSPC", Decimal("0.000000000001"), 7_258_118_399_999, "b-2", Decimal("5E-7"),
+                "EUR", None),
+        TickRow("EURUSD", Decimal("1.0845"), T0 + 7, "gamma_1", Decimal(0), "USD", "ünï \\N"),
+    ]  # fmt: skip
+    assert insert_ticks(ch, odd) == 3
+    stored = ch.query_rows(
+        "SELECT symbol, price, toUnixTimestamp64Milli(ts), provider, volume, currency, tick_id"
+        f" FROM {ch.table('ticks')} FINAL ORDER BY ts"
+    )
+    assert [TickRow(*row) for row in stored] == sorted(odd, key=lambda t: t.ts_ms)
+
+
 def test_bad_rows_are_rejected_without_retries(ch: ClickHouseClient):
     bad = ticks(1)[0]._replace(price=None)  # type: ignore[arg-type]
     with pytest.raises(SinkRejected):
-        insert_ticks(ch, [bad], retry=RetryPolicy(attempts=3, base_delay_s=30))
+        insert_ticks(ch, [bad], retry=RetryPolicy(max_outage_s=300, first_delay_s=30))
 
 
 def test_retry_policy_retries_only_unavailable():
+    """The policy every sink shares (ClickHouse included): retry
+    ``SinkUnavailable`` until ``max_outage_s`` has passed, raise anything else."""
     calls: list[int] = []
+    now = [0.0]
+
+    def sleep(delay: float) -> None:
+        now[0] += delay
 
     def flaky() -> str:
         calls.append(1)
@@ -154,11 +177,19 @@ def test_retry_policy_retries_only_unavailable():
             raise SinkUnavailable("clickhouse", "connection refused")
         return "ok"
 
-    assert with_retry(flaky, RetryPolicy(attempts=3, base_delay_s=0), "test") == "ok"
+    policy = RetryPolicy(max_outage_s=60.0, first_delay_s=1.0)
+    assert with_retry("clickhouse", flaky, policy, sleep, lambda: now[0]) == "ok"
+    assert len(calls) == 3 and 0 < now[0] < 60
+
+    def down() -> None:
+        calls.append(1)
+        raise SinkUnavailable("clickhouse", "connection refused")
+
     calls.clear()
+    now[0] = 0.0
     with pytest.raises(SinkUnavailable):
-        with_retry(flaky, RetryPolicy(attempts=2, base_delay_s=0), "test")
-    assert len(calls) == 2
+        with_retry("clickhouse", down, policy, sleep, lambda: now[0])
+    assert now[0] >= 60 and len(calls) > 3
 
     def rejected() -> None:
         calls.append(1)
@@ -166,7 +197,7 @@ def test_retry_policy_retries_only_unavailable():
 
     calls.clear()
     with pytest.raises(SinkRejected):
-        with_retry(rejected, RetryPolicy(attempts=5, base_delay_s=0), "test")
+        with_retry("clickhouse", rejected, policy, sleep, lambda: now[0])
     assert len(calls) == 1
 
 

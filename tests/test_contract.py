@@ -156,7 +156,7 @@ def test_output_messages_validate_against_the_contract():
     assert parsed.ts == datetime(2026, 1, 1, tzinfo=UTC)
 
     one, three, two, ten = Decimal(1), Decimal(3), Decimal(2), Decimal(10)
-    candle = CandleRow("AAPL", NOW, NOW + 60_000, one, three, one, two, ten, 4, "USD")
+    candle = CandleRow("AAPL", NOW, NOW + 60_000, one, three, one, two, ten, 4, "USD", 1)
     assert Candle.model_validate_json(candle_message(candle)[1]).close == Decimal(2)
 
     rejection = Rejection("late", "detail", "candles", "market.ticks", 3, 99, b"AAPL", b"\xff{}")

@@ -150,11 +150,8 @@ class CandleBuilder:
             start = end - self.window_ms
             for symbol in sorted(self.symbols_by_end.pop(end)):
                 acc = self.open_windows.pop((symbol, start))
-                closed.append(
-                    CandleRow(
-                        symbol, start, end, acc[1], acc[2], acc[3], acc[5], acc[6], acc[7], acc[8]
-                    )
-                )
+                o, h, lo, c, v, n, cur = acc[1], acc[2], acc[3], acc[5], acc[6], acc[7], acc[8]
+                closed.append(CandleRow(symbol, start, end, o, h, lo, c, v, n, cur, end))
         return closed
 
     def next_close_sys_ms(self) -> int | None:

@@ -6,6 +6,9 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from schemas.fast import TickRow
+from schemas.rows import CandleRow
+
+__all__ = ["CandleRow", "PriceRow", "Rejection", "SourcedTick"]
 
 
 class SourcedTick(NamedTuple):
@@ -38,16 +41,3 @@ class PriceRow(NamedTuple):
     provider: str
     currency: str
     volume: Decimal | None
-
-
-class CandleRow(NamedTuple):
-    symbol: str
-    window_start_ms: int
-    window_end_ms: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    trades: int
-    currency: str

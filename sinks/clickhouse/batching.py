@@ -6,35 +6,23 @@ Guarantees:
   ``SinkUnavailable`` or from a replayed flow, is dropped by ClickHouse if an
   earlier attempt landed, and so are the rollup views' blocks
   (``deduplicate_blocks_in_dependent_materialized_views``).
-- ``SinkUnavailable`` is retried with exponential backoff; ``SinkRejected``
-  is raised at once.
+- ``SinkUnavailable`` is retried with backoff (``sinks.retry``, as every
+  sink); ``SinkRejected`` is raised at once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, TypeVar
 
-from sinks.clickhouse.client import ClickHouseClient
-from sinks.errors import SinkUnavailable
-
-logger = logging.getLogger(__name__)
+from sinks.clickhouse.client import SINK, ClickHouseClient
+from sinks.retry import RetryPolicy, with_retry
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff for ``SinkUnavailable``: ``base * 2**n`` seconds, capped."""
-
-    attempts: int = 5
-    base_delay_s: float = 0.2
-    max_delay_s: float = 5.0
+# Re-raise at once: for callers that retry a larger unit themselves.
+NO_RETRY = RetryPolicy(max_outage_s=0.0)
 
 
 def batched(rows: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -54,24 +42,6 @@ def dedup_token(table: str, rows: Sequence[Sequence[Any]]) -> str:
     return digest.hexdigest()
 
 
-def with_retry(action: Callable[[], T], retry: RetryPolicy, what: str) -> T:
-    """Run ``action``, retrying ``SinkUnavailable`` with backoff."""
-    attempt = 1
-    while True:
-        try:
-            return action()
-        except SinkUnavailable as exc:
-            if attempt >= retry.attempts:
-                raise
-            delay = min(retry.max_delay_s, retry.base_delay_s * 2 ** (attempt - 1))
-            logger.warning(
-                "clickhouse unavailable, retrying",
-                extra={"what": what, "attempt": attempt, "delay_s": delay, "error": str(exc)},
-            )
-            time.sleep(delay)
-            attempt += 1
-
-
 def insert_batch(
     client: ClickHouseClient,
     name: str,
@@ -88,8 +58,32 @@ def insert_batch(
         "insert_deduplication_token": dedup_token(name, rows),
         "deduplicate_blocks_in_dependent_materialized_views": 1,
     }
-    with_retry(lambda: client.insert(table, rows, columns, settings), retry, f"insert {name}")
+    with_retry(SINK, lambda: client.insert(table, rows, columns, settings), retry)
     return len(rows)
+
+
+def insert_block(
+    client: ClickHouseClient,
+    name: str,
+    block: bytes,
+    columns: Sequence[str],
+    fmt: str,
+    retry: RetryPolicy,
+) -> None:
+    """One deduplicated insert of an already formatted block (e.g.
+    ``TabSeparated``); the token hashes the block's bytes, so it costs
+    nothing per row."""
+    if not block:
+        return
+    digest = hashlib.sha256(name.encode())
+    digest.update(block)
+    settings = {
+        "insert_deduplicate": 1,
+        "insert_deduplication_token": digest.hexdigest(),
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+    }
+    table = client.table(name)
+    with_retry(SINK, lambda: client.raw_insert(table, columns, block, fmt, settings), retry)
 
 
 def insert_all(

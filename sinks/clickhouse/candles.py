@@ -22,39 +22,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
-from sinks.clickhouse.batching import RetryPolicy, batched, insert_batch, with_retry
-from sinks.clickhouse.client import ClickHouseClient
+from schemas.rows import CandleRow
+from sinks.clickhouse.batching import NO_RETRY, batched, insert_batch
+from sinks.clickhouse.client import SINK, ClickHouseClient
 from sinks.clickhouse.rollups import queue_rebuild, rebuild_pending
+from sinks.retry import RetryPolicy, with_retry
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
-_ONCE = RetryPolicy(attempts=1)
 COLUMNS = (
     "symbol", "window_start", "window_end", "open", "high", "low", "close",
     "volume", "trades", "currency", "version", "feeds_daily",
 )  # fmt: skip
-
-
-class CandleRow(NamedTuple):
-    """A closed 1-minute candle (instants in epoch ms). ``version`` is the
-    same when a replay re-emits the same candle, higher for a correction."""
-
-    symbol: str
-    window_start_ms: int
-    window_end_ms: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    trades: int
-    currency: str
-    version: int
 
 
 @dataclass(frozen=True)
@@ -83,7 +66,7 @@ def insert_candles(
     """Store 1-minute candles batch by batch (see the module docstring)."""
     total = CandleWriteResult()
     for chunk in batched(rows, batch_size):
-        total += with_retry(partial(_write_batch, client, chunk), retry, "insert candles_1m")
+        total += with_retry(SINK, partial(_write_batch, client, chunk), retry)
     return total
 
 
@@ -161,7 +144,7 @@ def _write_batch(client: ClickHouseClient, batch: Sequence[CandleRow]) -> Candle
             queue_rebuild(client, [(row.symbol, row.window_start_ms) for row in corrections])
         values = [(*row, _feeds_daily(row, covered)) for row in sorted(fresh + corrections)]
         # The whole batch is retried by the caller, re-reading what landed.
-        insert_batch(client, "candles_1m", values, COLUMNS, _ONCE)
+        insert_batch(client, "candles_1m", values, COLUMNS, NO_RETRY)
         if corrections:
             rebuild_pending(client)
     if stale:

@@ -15,7 +15,6 @@ from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.ingest.records import CandleRow as FlowCandle
 from flows.ingest.records import SourcedTick
 from flows.portfolio.valuation_record import ValuationRecord
 from schemas.alerts import Alert
@@ -60,10 +59,8 @@ def _ticks(client: ClickHouseClient, rows: list[SourcedTick]) -> int:
     return insert_ticks(client, [r.tick for r in rows])
 
 
-def _candles(client: ClickHouseClient, rows: list[FlowCandle]) -> int:
-    # Candles are final when emitted (late ticks go to the DLQ), so a replay
-    # re-emits identical rows: the window end is a stable version.
-    insert_candles(client, [CandleRow(*row, row.window_end_ms) for row in rows])
+def _candles(client: ClickHouseClient, rows: list[CandleRow]) -> int:
+    insert_candles(client, rows)
     return len(rows)
 
 

@@ -20,9 +20,10 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from schemas.fast import TickRow
-from sinks.clickhouse.batching import RetryPolicy, insert_all
+from sinks.clickhouse.batching import batched, insert_all, insert_block
 from sinks.clickhouse.candles import CandleRow, CandleWriteResult, insert_candles
 from sinks.clickhouse.client import ClickHouseClient
+from sinks.retry import RetryPolicy
 
 DEFAULT_BATCH = 10_000
 
@@ -59,6 +60,11 @@ class AlertRow(NamedTuple):
 
 
 TICK_COLUMNS = ("symbol", "price", "ts", "provider", "volume", "currency", "tick_id")
+_NULL = "\\N"
+# TabSeparated escapes; symbols, providers and currencies are validated to
+# characters that need none, so only ``tick_id`` (free text) is checked.
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_TSV_SPECIAL = frozenset("\\\t\n\r")
 VALUATION_COLUMNS = tuple(name.removesuffix("_ms") for name in ValuationRow._fields)
 ALERT_COLUMNS = tuple(name.removesuffix("_ms") for name in AlertRow._fields)
 
@@ -70,8 +76,34 @@ def insert_ticks(
     batch_size: int = DEFAULT_BATCH,
     retry: RetryPolicy = RetryPolicy(),
 ) -> int:
-    """Store ticks; returns rows sent. One row per (symbol, ts, provider) with ``FINAL``."""
-    return insert_all(client, "ticks", rows, TICK_COLUMNS, batch_size, retry)
+    """Store ticks; returns rows sent. One row per (symbol, ts, provider) with ``FINAL``.
+
+    Rows go as one ``TabSeparated`` block per batch: formatting a tick here
+    costs a fraction of clickhouse-connect's per-value conversion, and the
+    deduplication token hashes the block instead of every row's repr."""
+    sent = 0
+    for chunk in batched(rows, batch_size):
+        insert_block(client, "ticks", tick_block(chunk), TICK_COLUMNS, "TabSeparated", retry)
+        sent += len(chunk)
+    return sent
+
+
+def tick_block(rows: Iterable[TickRow]) -> bytes:
+    """Ticks as ``TabSeparated`` lines in ``TICK_COLUMNS`` order. ``ts`` is
+    written as 10-digit seconds and milliseconds (ClickHouse reads shorter
+    numbers as dates), exact for every instant the contract admits."""
+    null, lines = _NULL, list[str]()
+    append = lines.append
+    for symbol, price, ts, provider, volume, currency, tick_id in rows:
+        if tick_id is None:
+            tick_id = null
+        elif not _TSV_SPECIAL.isdisjoint(tick_id):
+            tick_id = tick_id.translate(_TSV_ESCAPES)
+        append(
+            f"{symbol}\t{price}\t{ts // 1000:010d}.{ts % 1000:03d}\t{provider}\t"
+            f"{null if volume is None else volume}\t{currency}\t{tick_id}\n"
+        )
+    return "".join(lines).encode()
 
 
 def insert_valuations(
@@ -108,4 +140,5 @@ __all__ = [
     "insert_candles",
     "insert_ticks",
     "insert_valuations",
+    "tick_block",
 ]
