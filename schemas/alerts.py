@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
-from schemas.common import SCHEMA_VERSION, ExactDecimal, Symbol, UtcDatetime
+from schemas.common import SCHEMA_VERSION, ExactDecimal, Symbol, UtcDatetime, datetime_to_ms
 from schemas.transactions import Identifier
 
 HUNDRED = Decimal(100)
@@ -247,3 +247,38 @@ class Alert(BaseModel):
 def alert_record(alert: Alert) -> tuple[str, bytes]:
     """The ``portfolio.alerts`` Kafka record: (user_id, JSON)."""
     return alert.user_id, orjson.dumps(alert.model_dump(mode="json"))
+
+
+class AlertRow(NamedTuple):
+    """An alert as the stores keep it (Postgres ``alerts``, ClickHouse
+    ``alerts``): the record's fields flat, the kind as text, event time in
+    epoch ms and the whole record as JSON in ``payload``."""
+
+    alert_id: str
+    rule_id: str
+    user_id: str
+    portfolio_id: str | None
+    symbol: str | None
+    kind: str
+    observed: Decimal | None
+    threshold: Decimal | None
+    message: str
+    triggered_at_ms: int
+    payload: str  # JSON document
+
+
+def alert_row(alert: Alert) -> AlertRow:
+    a = alert
+    return AlertRow(
+        a.alert_id,
+        a.rule_id,
+        a.user_id,
+        a.portfolio_id,
+        a.symbol,
+        a.kind.value,
+        a.observed,
+        a.threshold,
+        a.message,
+        datetime_to_ms(a.triggered_at),
+        a.model_dump_json(),
+    )

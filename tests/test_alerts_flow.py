@@ -377,8 +377,10 @@ def test_a_replay_of_all_topics_produces_no_new_alerts(settings: Settings):
         run_main(pipeline_flow(settings, exit_at_end=True, clickhouse=None))
         rows = stored(settings)
         # Real Kafka sources give the alerts of the scripted run, ids included.
-        expected = sorted(a.alert_id for a in run_crossings())
+        crossings = {a.alert_id: a for a in run_crossings()}
+        expected = sorted(crossings)
         assert [r[0] for r in rows] == expected
+        assert all(r[3] == crossings[r[0]].triggered_at for r in rows)  # event time, exact
         published = alert_messages(pubsub, channel)
         assert sorted(a["alert_id"] for a in published) == expected  # each announced once
         first_ids = kafka_alert_ids(settings)

@@ -17,13 +17,11 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.ingest.records import SourcedTick
 from flows.portfolio.valuation_record import ValuationRecord
-from schemas.alerts import Alert
-from schemas.common import datetime_to_ms
+from schemas.alerts import alert_row
 from sinks import metrics
 from sinks.clickhouse.candles import CandleRow, insert_candles
 from sinks.clickhouse.client import ClickHouseClient
 from sinks.clickhouse.writer import (
-    AlertRow,
     ValuationRow,
     insert_alerts,
     insert_ticks,
@@ -96,22 +94,6 @@ def ClickHouseValuationSink(client: ClickHouseClient, window_kind: str) -> _Clic
         return insert_valuations(c, [valuation_row(v, window_kind) for v in rows])
 
     return _ClickHouseSink(client, f"clickhouse:valuations_{window_kind}", write)
-
-
-def alert_row(a: Alert) -> AlertRow:
-    return AlertRow(
-        a.alert_id,
-        a.rule_id,
-        a.user_id,
-        a.portfolio_id,
-        a.symbol,
-        a.kind.value,
-        a.observed,
-        a.threshold,
-        a.message,
-        datetime_to_ms(a.triggered_at),
-        a.model_dump_json(),
-    )
 
 
 def ClickHouseAlertSink(client: ClickHouseClient) -> _ClickHouseSink:  # noqa: N802

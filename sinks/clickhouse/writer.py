@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import NamedTuple
 
+from schemas.alerts import AlertRow
 from schemas.fast import TickRow
 from sinks.clickhouse.batching import batched, insert_all, insert_block
 from sinks.clickhouse.candles import CandleRow, CandleWriteResult, insert_candles
@@ -43,20 +44,6 @@ class ValuationRow(NamedTuple):
     payload: str  # JSON document
     version: int
     window_kind: str  # "live" | "history"
-
-
-class AlertRow(NamedTuple):
-    alert_id: str
-    rule_id: str
-    user_id: str
-    portfolio_id: str | None
-    symbol: str | None
-    kind: str
-    observed: Decimal | None
-    threshold: Decimal | None
-    message: str
-    triggered_at_ms: int
-    payload: str  # JSON document
 
 
 TICK_COLUMNS = ("symbol", "price", "ts", "provider", "volume", "currency", "tick_id")
