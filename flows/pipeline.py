@@ -84,6 +84,7 @@ def build_flow(
     )
     shard_out: Stream[Any] | None = None
     alerts: Stream[Any] | None = None
+    rules: Stream[Any] | None = None  # decoded rule changes (drift targets for the dashboard)
     if sources.transactions is not None:
         txns = op.input("transactions_in", flow, sources.transactions)
         txn_rejects, shard_out = add_valuation(
@@ -91,12 +92,14 @@ def build_flow(
         )
         rejects = op.merge("all_rejects", rejects, txn_rejects)
     if sources.rules is not None:
-        rules = op.input("rules_in", flow, sources.rules)
-        rule_rejects, alerts = _add_alerts(rules, prices, shard_out, sinks.alerts, config, clock)
+        rule_in = op.input("rules_in", flow, sources.rules)
+        rule_rejects, alerts, rules = _add_alerts(
+            rule_in, prices, shard_out, sinks.alerts, config, clock
+        )
         rejects = op.merge("with_rule_rejects", rejects, rule_rejects)
     if shard_out is not None and sinks.dashboard is not None:
         shards = config.valuation.portfolio_shards
-        add_dashboard(shard_out, alerts, sinks.dashboard, config.dashboard, shards, clock)
+        add_dashboard(shard_out, alerts, sinks.dashboard, config.dashboard, shards, clock, rules)
     if sinks.dead_letters is not None:
         add_dead_letters(rejects, sinks.dead_letters, clock)
     return flow
@@ -109,8 +112,9 @@ def _add_alerts(
     sinks: AlertSinks,
     config: PipelineConfig,
     clock: Clock,
-) -> tuple[Stream[Any], Stream[Any]]:
-    """Wire alerts; returns (rule rejections, alert lists for the dashboard)."""
+) -> tuple[Stream[Any], Stream[Any], Stream[Any]]:
+    """Wire alerts; returns (rule rejections, alert lists for the dashboard,
+    decoded rule changes)."""
     decoded = op.map("decode_rules", rule_batches, decode_rules)
     portfolio_shards = config.valuation.portfolio_shards if shard_out is not None else ()
     routed = op.flat_map(
@@ -145,7 +149,7 @@ def _add_alerts(
         alerts = op.merge("all_alerts", alerts, portfolio_alerts)
     unkeyed = op.key_rm("alerts_unkeyed", alerts)
     _wire_alerts(unkeyed, sinks)
-    return op.filter_map("rule_rejects", decoded, lambda r: r[1] or None), unkeyed
+    return op.filter_map("rule_rejects", decoded, lambda r: r[1] or None), unkeyed, decoded
 
 
 def _wire_alerts(alerts: Stream[Any], sinks: AlertSinks) -> None:

@@ -17,6 +17,7 @@ from flows.dashboard.cards import Holding, Move, allocation_body, movers_body
 from flows.dashboard.compute import Caches
 from flows.dashboard.income import income_body
 from flows.dashboard.series import date_day, live_returns, period_bases
+from flows.dashboard.targets import DriftTarget, drift_rows, effective
 from flows.portfolio.fast_valuation import Valuer
 from flows.portfolio.ledger import PortfolioState
 from flows.portfolio.returns import price_return, twr
@@ -223,19 +224,58 @@ def test_income_card_by_hand():
     assert book.flows == {day("2022-12-01"): D(6000)}
 
 
-def test_only_changed_cards_are_published_with_rising_versions():
-    board = UserBoard("u1", clock_ms=1_000)
-    first = board.publish({"a": {"x": 1}, "b": {"y": []}})
+def test_cards_are_published_when_their_version_rises():
+    board = UserBoard("u1")
+    first = board.publish({"a": (1_000, 0, {"x": 1}), "b": (1_000, 2, {"y": []})})
     assert set(first) == {"a", "b"} and first["a"].version == 1_000
     card = orjson.loads(first["b"].json)
-    assert card == {"version": 1_000, "as_of": "1970-01-01T00:00:01.000Z", "y": []}
-    # same bodies: nothing; a changed body without the clock moving: version + 1
-    assert board.publish({"a": {"x": 1}, "b": {"y": []}}) == {}
-    second = board.publish({"a": {"x": 2}, "b": {"y": []}})
+    assert card == {"version": 1_002, "as_of": "1970-01-01T00:00:01.000Z", "y": []}
+    # version = as_of + inputs absorbed: the same version is not published again
+    assert board.publish({"a": (1_000, 0, {"x": 1}), "b": (999, 3, {"y": []})}) == {}
+    # one more input: published, even with the same body (a later flush of
+    # the same inputs must store the same version, see flows.dashboard.board)
+    second = board.publish({"a": (1_000, 1, {"x": 1}), "b": (1_000, 2, {"y": []})})
     assert set(second) == {"a"} and second["a"].version == 1_001
-    board.clock_ms = 5_000
-    assert board.publish({"a": {"x": 3}})["a"].version == 5_000
+    assert board.publish({"a": (5_000, 1, {"x": 3})})["a"].version == 5_001
     assert card_json(7, 0, b"{}") == b'{"version":7,"as_of":"1970-01-01T00:00:00.000Z"}'
+
+
+def test_drift_in_points_against_the_target():
+    target = {"AAA": D(60), "BBB": D(30), "CCC": D(10)}
+    weights = {"AAA": D("0.571429"), "BBB": D("0.4"), "DDD": D("0.028571")}
+    largest, rows = drift_rows(target, weights)
+    assert largest == D(10)
+    assert [(r["symbol"], r["target_pct"], r["weight_pct"], r["drift_pts"]) for r in rows] == [
+        ("BBB", "30", "40", "10"),
+        ("CCC", "10", "0", "-10"),  # targeted, not held: -target
+        ("AAA", "60", "57.1429", "-2.8571"),
+        ("DDD", "0", "2.8571", "2.8571"),  # held, not targeted: target 0
+    ]
+    assert drift_rows({}, {}) == (D(0), [])
+
+
+def test_the_shown_target_does_not_depend_on_arrival_order():
+    def rule(rule_id: str, active: bool) -> DriftTarget:
+        return DriftTarget(rule_id, "u1", "p1", active, (("AAA", D(100)),))
+
+    rules = {"r2": rule("r2", True), "r1": rule("r1", False), "r3": rule("r3", True)}
+    assert effective(rules) == rules["r2"]  # active first, then smallest rule_id
+    assert effective({"r1": rules["r1"]}) == rules["r1"]  # a paused rule still has a target
+    assert effective({}) is None
+
+
+def test_a_board_forgets_a_target_that_moved_or_was_removed():
+    board = UserBoard("u1")
+    target = DriftTarget("r1", "u1", "p1", True, (("AAA", D(100)),))
+    board.set_target("r1", target)
+    board.set_target("r1", target)  # the same again: no change
+    assert board.targets == {"p1": {"r1": target}} and board.deps.targets == 1
+    moved = target._replace(portfolio_id="p2")
+    board.set_target("r1", moved)
+    assert board.targets == {"p2": {"r1": moved}} and board.deps.targets == 3
+    board.set_target("r1", None)
+    board.set_target("r9", None)  # unknown: nothing
+    assert board.targets == {} and board.deps.targets == 4
 
 
 def test_allocation_reuses_a_single_valuations_weights_exactly():

@@ -1,12 +1,23 @@
 """One user's dashboard: what changed, which cards to recompute, and the
 cards whose content actually changed.
 
-Card versions: a card's ``version`` is the user's event clock (the newest
-event time seen: valuation window ends, transaction and alert times) when
-it was computed, raised to the previous version + 1 if the clock did not
-move, so every change of a card has a strictly greater version and a sink
-comparing versions never lets an older card win. ``as_of`` is the clock.
-A recomputed card whose body equals the last one is not emitted.
+Card versions are functions of the inputs a card depends on, never of
+when the card happened to be computed, so the same input gives the same
+stored cards whatever the batch timing, worker count or crash/restart:
+
+- ``as_of`` = the newest event time among the card's inputs (valuation
+  window ends for performance, allocation and movers, plus flow times for
+  performance; income and activity: see ``UserBoard.income_as_of`` and
+  ``activity_ms``);
+- ``version`` = ``as_of`` + the number of inputs the card has absorbed
+  (``Deps``). Every new input raises the count, so versions rise strictly
+  with content and a sink comparing versions never lets an older card win;
+  both terms only depend on the set of inputs, not their interleaving.
+
+A card is emitted when its version rises, even if its body did not change:
+otherwise the stored version would depend on which intermediate states
+happened to be flushed. A recomputed card with an unchanged version has an
+unchanged body and is not emitted.
 """
 
 from __future__ import annotations
@@ -17,7 +28,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from flows.dashboard.books import INCOME_TYPES, PortfolioBook, valuation_day
+from flows.dashboard.books import DAY_MS, INCOME_TYPES, PortfolioBook, valuation_day
+from flows.dashboard.targets import DriftTarget
 from flows.portfolio.money import datetime_ms
 from flows.portfolio.valuation_record import ValuationRecord, decimal_text, iso_ms
 from flows.valuation.shard import AppliedTransaction
@@ -125,13 +137,29 @@ def _remember(
 
 
 @dataclass(slots=True)
+class Deps:
+    """How many inputs of each kind a user's cards have absorbed."""
+
+    valuations: int = 0  # accepted valuations: performance, allocation, movers
+    flows: int = 0  # external flows in base currency: performance
+    income: int = 0  # buys, sells, dividends, splits: income
+    activity: int = 0  # transactions and alerts offered: activity
+    targets: int = 0  # target allocation changes: allocation
+
+
+@dataclass(slots=True)
 class UserBoard:
     user_id: str
     portfolios: dict[str, PortfolioBook] = field(default_factory=dict)
-    clock_ms: int = 0  # newest event time seen
     today: int = -1  # the day of the newest valuation
     history_rev: int = 0  # bumped when a close or flow before today changes
     income_day: int = -1  # the day the income card was last computed for
+    valuation_ms: int = 0  # newest window end of an accepted valuation
+    flow_ms: int = 0  # newest external flow
+    income_ms: int = 0  # newest buy, sell, dividend or split
+    activity_ms: int = 0  # newest transaction or alert offered
+    deps: Deps = field(default_factory=Deps)
+    targets: dict[str, dict[str, DriftTarget]] = field(default_factory=dict)  # portfolio -> rules
     dirty: set[str] = field(default_factory=set)
     cards: dict[str, CardState] = field(default_factory=dict)
     transactions: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
@@ -153,38 +181,71 @@ class UserBoard:
             self.today = day
             for book in self.portfolios.values():
                 book.trim(day)
-        self.clock_ms = max(self.clock_ms, record.window_end_ms)
+        self.valuation_ms = max(self.valuation_ms, record.window_end_ms)
+        self.deps.valuations += 1
         self.dirty |= ON_VALUATION
 
     def add_applied(self, applied: AppliedTransaction, keep: int) -> None:
         ms, flow_day = self.book(applied.txn.portfolio_id).add_applied(applied)
         if flow_day is not None:
             self.dirty.add(PERFORMANCE)
+            self.deps.flows += 1
+            self.flow_ms = max(self.flow_ms, ms)
             if flow_day < self.today:
                 self.history_rev += 1
         if applied.txn.type in INCOME_TYPES:
             self.dirty.add(INCOME)
-        if _remember(self.transactions, transaction_row(applied), keep):
-            self.dirty.add(ACTIVITY)
-        self.clock_ms = max(self.clock_ms, ms)
+            self.deps.income += 1
+            self.income_ms = max(self.income_ms, ms)
+        self._offer(self.transactions, transaction_row(applied), keep)
 
     def add_alert(self, alert: Alert, keep: int) -> None:
-        row = alert_row(alert)
-        if _remember(self.alerts, row, keep):
-            self.dirty.add(ACTIVITY)
-        self.clock_ms = max(self.clock_ms, row[0])
+        self._offer(self.alerts, alert_row(alert), keep)
 
-    def publish(self, bodies: dict[str, dict[str, Any]]) -> dict[str, Card]:
-        """Record the recomputed ``bodies``; the cards that changed."""
+    def _offer(
+        self,
+        rows: list[tuple[int, str, dict[str, Any]]],
+        row: tuple[int, str, dict[str, Any]],
+        keep: int,
+    ) -> None:
+        # Counted whether kept or not: whether a row is kept depends on the
+        # order rows arrive in, the number offered does not.
+        if _remember(rows, row, keep):
+            self.dirty.add(ACTIVITY)
+        self.deps.activity += 1
+        self.activity_ms = max(self.activity_ms, row[0])
+
+    def set_target(self, rule_id: str, target: DriftTarget | None) -> None:
+        """Record (or with None forget) a drift rule's target."""
+        for portfolio_id, rules in list(self.targets.items()):
+            if rule_id in rules and (target is None or target.portfolio_id != portfolio_id):
+                del rules[rule_id]
+                if not rules:
+                    del self.targets[portfolio_id]
+                self._target_changed()
+        if target is not None and self.targets.get(target.portfolio_id, {}).get(rule_id) != target:
+            self.targets.setdefault(target.portfolio_id, {})[rule_id] = target
+            self._target_changed()
+
+    def _target_changed(self) -> None:
+        self.deps.targets += 1
+        self.dirty.add(ALLOCATION)
+
+    def income_as_of(self) -> int:
+        """The income card's clock: its newest input, or the start of the
+        newest valuation day (a new day moves "this month" and what is next)."""
+        return max(self.income_ms, self.today * DAY_MS if self.today >= 0 else 0)
+
+    def publish(self, bodies: dict[str, tuple[int, int, dict[str, Any]]]) -> dict[str, Card]:
+        """Record the recomputed cards, name -> (as_of ms, inputs, body); the
+        cards whose version rose."""
         out: dict[str, Card] = {}
-        for name, body in bodies.items():
-            encoded = orjson.dumps(body)
+        for name, (as_of, inputs, body) in bodies.items():
+            version = as_of + inputs
             previous = self.cards.get(name)
-            if previous is not None and previous.body == encoded:
+            if previous is not None and version <= previous.version:
                 continue
-            version = self.clock_ms
-            if previous is not None:
-                version = max(version, previous.version + 1)
+            encoded = orjson.dumps(body)
             self.cards[name] = CardState(version, encoded)
-            out[name] = Card(version, card_json(version, self.clock_ms, encoded))
+            out[name] = Card(version, card_json(version, as_of, encoded))
         return out

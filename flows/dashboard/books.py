@@ -1,5 +1,6 @@
-"""Per portfolio, what the dashboard keeps: the latest valuation, daily
-closes, external flows per day, and a shadow ledger for income.
+"""Per portfolio, what the dashboard keeps: the latest valuation and the
+day's first (the movers' reference prices), daily closes, external flows
+per day, and a shadow ledger for income.
 
 The shadow ledger is a ``PortfolioState`` holding only what
 ``income_summary`` reads (positions with split factors, open symbols,
@@ -38,6 +39,7 @@ def valuation_day(record: ValuationRecord) -> int:
 class PortfolioBook:
     portfolio_id: str
     latest: ValuationRecord | None = None
+    opening: ValuationRecord | None = None  # the first valuation of latest's day
     closes: dict[int, Decimal] = field(default_factory=dict)  # day -> market_value
     flows: dict[int, Decimal] = field(default_factory=dict)  # day -> net flow, base currency
     ledger: PortfolioState = field(init=False)
@@ -49,6 +51,8 @@ class PortfolioBook:
         """Keep ``record`` unless an equal or newer one is known; True if kept."""
         if self.latest is not None and record.version <= self.latest.version:
             return False
+        if self.latest is None or valuation_day(record) > valuation_day(self.latest):
+            self.opening = record  # records of one portfolio arrive in order
         self.latest = record
         self.ledger.base_currency = record.base_currency
         self.closes[valuation_day(record)] = record.market_value

@@ -2,7 +2,9 @@
 
 Money and prices are decimal strings (``decimal_text``: fixed-point, no
 trailing zeros) in the card's ``currency``; weights and returns are
-fractions (0.05 = 5 %) rounded half-even to 6 places. ``version`` and
+fractions (0.05 = 5 %) rounded half-even to 6 places, except the
+allocation's ``drift`` rows, in percent and percentage points as drift
+rules state them (``flows.dashboard.targets``). ``version`` and
 ``as_of`` are added by the board, not here, so equal bodies mean an
 unchanged card.
 """
@@ -108,12 +110,14 @@ def allocation_body(
     cash: Decimal,
     unpriced: Iterable[str],
     single: bool = False,
+    drift: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Holdings (cash excluded) by symbol, asset class and quote currency;
     weights are shares of the priced, converted holdings. ``single``: the
     holdings are one valuation's positions (each symbol once), whose own
-    value and weight texts are reused. ``drift`` (against a target
-    allocation) is not computed yet: always None."""
+    value and weight texts are reused. ``drift``: per portfolio with a target
+    allocation, its drift from it (``flows.dashboard.targets.portfolio_drift``),
+    None when no portfolio has one."""
     by_symbol: dict[str, Decimal] = {}
     texts: dict[str, str] = {}  # a symbol held once keeps its valuation's text
     by_class: dict[str, Decimal] = {}
@@ -150,7 +154,7 @@ def allocation_body(
         "by_currency": _shares(by_currency, total, "currency"),
         "unpriced": sorted(set(unpriced)),
         "unconverted": sorted(unconverted),
-        "drift": None,
+        "drift": drift,
     }
 
 

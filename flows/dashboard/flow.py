@@ -121,17 +121,23 @@ def add_dashboard(
     config: DashboardConfig,
     portfolio_shards: tuple[str, ...],
     clock: Clock,
+    rules: Stream[Any] | None = None,
 ) -> Stream[Any]:
     """Wire the dashboard; returns the stream of update lists.
 
     ``shard_out``: (portfolio shard, ``ShardOutput``) from ``add_valuation``;
-    ``alerts``: lists of ``Alert`` (or None without alerts).
+    ``alerts``: lists of ``Alert`` (or None without alerts); ``rules``: the
+    decoded ``alerts.rules`` batches, (changes, rejections) as
+    ``flows.alerts.stream.decode_rules`` returns them, for drift targets.
     """
     router = Router(config.user_shards, portfolio_shards[0] if portfolio_shards else "")
     routed = op.flat_map("dashboard_route", shard_out, lambda kv: router.output(kv[0], kv[1]))
     if alerts is not None:
         routed_alerts = op.flat_map("dashboard_route_alerts", alerts, router.alerts)
         routed = op.merge("dashboard_in", routed, routed_alerts)
+    if rules is not None:
+        routed_rules = op.flat_map("dashboard_route_rules", rules, lambda r: router.rules(r[0]))
+        routed = op.merge("dashboard_with_rules", routed, routed_rules)
     # Routed items are already (user shard, ShardInput): a keyed stream.
     updates = op.stateful_batch(
         "dashboard", routed, lambda s: DashboardLogic.resume(s, config, clock)

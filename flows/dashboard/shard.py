@@ -1,12 +1,12 @@
 """Dashboard state per user shard (``users#{crc32(user_id) % n}``), and the
-routing that turns portfolio shard outputs and alerts into at most one item
-per user shard.
+routing that turns portfolio shard outputs, alerts and drift rules into at
+most one item per user shard.
 
 Keying by a user shard rather than by user keeps Bytewax's per-item cost
 per batch (at most n items per shard output), not per valuation.
 
 Emission: ``flush`` returns one ``DashboardUpdate`` per user with a card
-whose content changed since it was last emitted, and nothing else; the
+whose version rose since it was last emitted, and nothing else; the
 Bytewax step calls it at most once per ``flush_ms`` of wall time, so a user
 gets at most one update per live window however many inputs arrived.
 """
@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import pickle
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import NamedTuple
 
-from flows.dashboard.board import DashboardUpdate, UserBoard
-from flows.dashboard.compute import Benchmark, Caches, CardMaker, CardSettings, First
+from flows.alerts.stream import RuleChange
+from flows.dashboard.benchmark import Benchmark
+from flows.dashboard.board import PERFORMANCE, DashboardUpdate, UserBoard
+from flows.dashboard.compute import Caches, CardMaker, CardSettings
+from flows.dashboard.targets import DriftTarget, TargetChange, drift_target
 from flows.portfolio.valuation_record import ValuationRecord
 from flows.valuation.shard import AppliedTransaction, ShardOutput
 from schemas.alerts import Alert
@@ -35,6 +39,7 @@ class ShardInput(NamedTuple):
     applied: list[AppliedTransaction]
     benchmarks: list[tuple[str, int, Decimal]]
     alerts: list[Alert]
+    targets: Sequence[TargetChange] = ()  # drift targets set or removed
 
 
 class Router:
@@ -55,7 +60,7 @@ class Router:
     def _slot(self, slots: dict[str, ShardInput], key: str) -> ShardInput:
         slot = slots.get(key)
         if slot is None:
-            slot = slots[key] = ShardInput([], [], [], [])
+            slot = slots[key] = ShardInput([], [], [], [], [])
         return slot
 
     def output(self, source: str, out: ShardOutput) -> list[tuple[str, ShardInput]]:
@@ -69,6 +74,23 @@ class Router:
                 self._slot(slots, key).benchmarks.extend(out.benchmarks)
         return list(slots.items())
 
+    def rules(self, changes: list[RuleChange]) -> list[tuple[str, ShardInput]]:
+        """Drift targets to the user's shard, and a removal of each changed
+        rule_id to every other shard: a tombstone names no user, and a rule
+        that moved to another user or stopped being a drift rule must leave
+        wherever it was. Rules are few, so broadcasting ids is cheap."""
+        changes = [c for c in changes if not c[0].startswith("#")]  # end markers
+        if not changes:
+            return []
+        out = []
+        targets = [(rule_id, drift_target(rule)) for rule_id, rule in changes]
+        for key in self.keys:
+            mine = [
+                (rule_id, t if t and self.key(t.user_id) == key else None) for rule_id, t in targets
+            ]
+            out.append((key, ShardInput([], [], [], [], mine)))
+        return out
+
     def alerts(self, alerts: list[Alert]) -> list[tuple[str, ShardInput]]:
         slots: dict[str, ShardInput] = {}
         for alert in alerts:
@@ -81,8 +103,9 @@ class DashboardShard:
     settings: CardSettings = field(default_factory=CardSettings)
     users: dict[str, UserBoard] = field(default_factory=dict)
     bench: Benchmark = field(default_factory=Benchmark)
-    firsts: dict[str, First] = field(default_factory=dict)  # symbol -> the day's first price
     pending: set[str] = field(default_factory=set)  # users with dirty cards
+    waiting: set[str] = field(default_factory=set)  # performance computed ahead of the benchmark
+    rule_owners: dict[str, str] = field(default_factory=dict)  # drift rule_id -> user_id
     caches: Caches = field(default_factory=Caches, compare=False, repr=False)
     changed: set[str] = field(default_factory=set, compare=False, repr=False)  # since snapshot
 
@@ -96,9 +119,16 @@ class DashboardShard:
 
     def add(self, item: ShardInput) -> None:
         keep = self.settings.activity_items
+        moved = False
         for symbol, ts_ms, price in item.benchmarks:
             if symbol == self.settings.benchmark:
-                self.bench.add(ts_ms, price)
+                moved = self.bench.add(ts_ms, price) or moved
+        if moved and self.waiting:
+            for user_id in self.waiting:
+                self.board(user_id).dirty.add(PERFORMANCE)
+            self.waiting.clear()
+        for rule_id, target in item.targets:
+            self._target(rule_id, target)
         for applied in item.applied:  # before valuations: a flow precedes its window's close
             self.board(applied.txn.user_id).add_applied(applied, keep)
         for record in item.live:
@@ -106,16 +136,25 @@ class DashboardShard:
         for alert in item.alerts:
             self.board(alert.user_id).add_alert(alert, keep)
 
+    def _target(self, rule_id: str, target: DriftTarget | None) -> None:
+        owner = self.rule_owners.pop(rule_id, None)
+        if owner is not None and (target is None or target.user_id != owner):
+            self.board(owner).set_target(rule_id, None)
+        if target is not None:
+            self.rule_owners[rule_id] = target.user_id
+            self.board(target.user_id).set_target(rule_id, target)
+
     def flush(self) -> list[DashboardUpdate]:
         """The changed cards of every user touched since the last flush."""
         maker = CardMaker(self.settings, self.caches)
         out = []
         for user_id in sorted(self.pending):
             board = self.users[user_id]
-            cards = board.publish(maker.bodies(board, self.bench, self.firsts))
+            cards = board.publish(maker.bodies(board, self.bench))
             if cards:
                 out.append(DashboardUpdate(user_id, cards))
         self.pending.clear()
+        self.waiting.update(maker.waiting)
         return out
 
 
