@@ -13,8 +13,8 @@ publisher sends ``--rate`` price updates/s round-robin over ``--symbols``
 (every symbol at the same rate) plus one valuation per portfolio per second.
 The same clients then run against a naive broadcast server (no conflation,
 one frame per update per subscriber) in the same run. Last, ``/v1/dashboard``
-is requested at ``--http-rate`` per second (one connection per request, as
-the server closes them) from its own process.
+is requested at ``--http-rate`` per second over ``--http-connections``
+kept-alive connections from its own process.
 
 Reported per row, over the measured window (after connecting and a warm-up):
 updates and frames the clients received per second, latency from publish to
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import secrets
 import shlex
@@ -42,14 +41,25 @@ import psutil
 import redis
 
 from fanout.auth import mint_token
-from fanout.bench_load import ClientSpec, client_group, http_load, naive_server, publish
+from fanout.bench_http import HttpRow, report_lines, run_http
+from fanout.bench_load import ClientSpec, client_group, naive_server, publish
+from fanout.bench_procs import (
+    MP,
+    BenchError,
+    Process,
+    cpu_seconds,
+    quantile,
+    receive,
+    serve_process,
+    server,
+    start,
+    stop,
+)
 from fanout.config import FanoutConfig
-from fanout.server import ServerReady, run_server
 from fanout.testing import add_portfolios, http_get, temporary_database
 
 SECRET = "bench-secret-0123456789abcdef-0123456789"
 WARMUP_S, DRAIN_S = 1.0, 1.0
-_MP = multiprocessing.get_context("fork")  # no re-imports: phases start in ~0.1 s
 
 
 @dataclass
@@ -74,21 +84,6 @@ class Row:
         return self.server_cpu * 1e4 / max(self.updates_per_s, 1.0)
 
 
-def _serve(config: FanoutConfig, ports: Any) -> None:
-    async def main() -> None:
-        ready = ServerReady()
-        task = asyncio.create_task(run_server(config, ready=ready))
-        await ready.wait()
-        ports.put(ready.port)
-        await task
-
-    asyncio.run(main())
-
-
-def _quantile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
-
-
 def _specs(args: argparse.Namespace) -> list[ClientSpec]:
     specs = []
     for n in range(args.clients):
@@ -98,46 +93,42 @@ def _specs(args: argparse.Namespace) -> list[ClientSpec]:
     return specs
 
 
-def _start(target: Any, *args: Any) -> multiprocessing.process.BaseProcess:
-    proc = _MP.Process(target=target, args=args, daemon=True)
-    proc.start()
-    return proc
-
-
-def _stop(proc: multiprocessing.process.BaseProcess) -> None:
-    proc.terminate()
-    proc.join(10)
-    if proc.is_alive():
-        proc.kill()
-        proc.join(5)
-
-
-def _cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        times = proc.cpu_times()
-        total += times.user + times.system
-    return total
-
-
 def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def run_phase(args: argparse.Namespace, name: str, interval: int | None, server: Any) -> Row:
-    """Clients against a started server (``server``: its process and port):
+def run_phase(args: argparse.Namespace, name: str, interval: int | None, served: Any) -> Row:
+    """Clients against a started server (``served``: its process and port):
     connect, warm up, publish and measure for ``--seconds``, collect."""
-    proc, port = server
+    proc, port = served
     snapshots = interval is not None  # the naive server sends none
     specs, groups, queues = _specs(args), [], []
-    ready_q, out_q = _MP.Queue(), _MP.Queue()
+    ready_q, out_q = MP.Queue(), MP.Queue()
     share = -(-len(specs) // args.client_procs)
     for i in range(args.client_procs):
-        queues.append(_MP.Queue())
+        queues.append(MP.Queue())
         chunk = specs[i * share : (i + 1) * share]
-        groups.append(_start(client_group, port, chunk, snapshots, ready_q, queues[-1], out_q))
+        groups.append(start(client_group, port, chunk, snapshots, ready_q, queues[-1], out_q))
+    try:
+        return _measure(args, name, interval, (proc, port), groups, queues, (ready_q, out_q))
+    finally:
+        for group in groups:
+            stop(group)
+
+
+def _measure(
+    args: argparse.Namespace,
+    name: str,
+    interval: int | None,
+    served: tuple[Process, int],
+    groups: list[Process],
+    queues: list[Any],
+    replies: tuple[Any, Any],
+) -> Row:
+    (proc, port), (ready_q, out_q) = served, replies
     started = time.monotonic()
-    readiness = [ready_q.get(timeout=300) for _ in groups]
+    everyone = [*groups, proc]
+    readiness = [receive(ready_q, everyone, 300, f"{name} clients") for _ in groups]
     failed, refused = sum(r[1] for r in readiness), sum(r[2] for r in readiness)
     _progress(f"{name} {interval}: {args.clients} clients subscribed in "
               f"{time.monotonic() - started:.1f} s ({failed} failed, {refused} channels "
@@ -150,9 +141,7 @@ def run_phase(args: argparse.Namespace, name: str, interval: int | None, server:
     job = publish(args.redis_url, args.prefix, args.symbols, args.rate, args.clients, t1)
     scrape = port if interval is not None else None  # the naive server has no /metrics
     (prices, _), cpu = _publish_measuring(job, t0, watched, scrape)
-    results = [out_q.get(timeout=180) for _ in groups]
-    for group in groups:
-        _stop(group)
+    results = [receive(out_q, everyone, 180, f"{name} results") for _ in groups]
     latency = array("d")
     for *_, raw in results:
         latency.frombytes(raw)
@@ -160,7 +149,7 @@ def run_phase(args: argparse.Namespace, name: str, interval: int | None, server:
     return Row(
         name, interval, args.clients, prices / cpu["published_s"],
         sum(r[1] for r in results) / args.seconds, sum(r[0] for r in results) / args.seconds,
-        _quantile(ordered, 0.5) * 1e3, _quantile(ordered, 0.99) * 1e3, cpu["server_p99"] * 1e3,
+        quantile(ordered, 0.5) * 1e3, quantile(ordered, 0.99) * 1e3, cpu["server_p99"] * 1e3,
         cpu["server"] * 100, cpu["rss"] / 2**20, cpu["clients"] * 100,
         failed + sum(r[2] for r in results), refused,
     )  # fmt: skip
@@ -176,17 +165,17 @@ def _publish_measuring(
         started = time.time()
         publisher = asyncio.create_task(job)
         await asyncio.sleep(max(0.0, t0 - time.time()))
-        server0, clients0, at0 = _cpu(watched[:1]), _cpu(watched[1:]), time.time()
+        server0, clients0, at0 = cpu_seconds(watched[:1]), cpu_seconds(watched[1:]), time.time()
         buckets0 = await _latency_buckets(port)
         published = await publisher
-        server1, clients1, at1 = _cpu(watched[:1]), _cpu(watched[1:]), time.time()
+        server1, clients1, at1 = cpu_seconds(watched[:1]), cpu_seconds(watched[1:]), time.time()
         buckets1 = await _latency_buckets(port)
         return published, {  # CPU as a share of the wall time it was sampled over
             "server": (server1 - server0) / (at1 - at0),
             "clients": (clients1 - clients0) / (at1 - at0),
             "rss": float(watched[0].memory_info().rss),
             "published_s": time.time() - started,
-            "server_p99": _bucket_quantile(buckets0, buckets1, 0.99),
+            "server_p99": _bucketquantile(buckets0, buckets1, 0.99),
         }
 
     return asyncio.run(main())
@@ -207,7 +196,7 @@ async def _latency_buckets(port: int | None) -> dict[float, float]:
     return buckets
 
 
-def _bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+def _bucketquantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
     """The smallest bucket bound (s) holding ``q`` of the samples in between."""
     bounds = sorted(after)
     if not bounds:
@@ -219,54 +208,10 @@ def _bucket_quantile(before: dict[float, float], after: dict[float, float], q: f
     return float("nan")
 
 
-def _server(target: Any, *args: Any) -> tuple[multiprocessing.process.BaseProcess, int]:
-    ports = _MP.Queue()
-    proc = _start(target, *args, ports)
-    return proc, int(ports.get(timeout=30))
-
-
 def _config(args: argparse.Namespace, dsn: str, interval: int) -> FanoutConfig:
     return FanoutConfig(
         "127.0.0.1", 0, args.redis_url, args.prefix, dsn, SECRET, conflation_ms=interval,
         compression=True, max_connections_per_user=10, redis_max_connections=64,
-    )  # fmt: skip
-
-
-@dataclass
-class HttpRow:
-    rate: float
-    achieved: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    errors: int
-    server_cpu: float
-
-
-def run_http(args: argparse.Namespace, dsn: str) -> HttpRow:
-    """``/v1/dashboard`` at ``--http-rate``/s against a fresh server."""
-    proc, port = _server(_serve, _config(args, dsn, 250))
-    try:
-        tokens = [mint_token(SECRET, f"u{n}", 3600) for n in range(min(args.clients, 200))]
-        watched = psutil.Process(proc.pid)
-        out = _MP.Queue()
-        warm = _start(http_load, port, "/v1/dashboard", tokens, 200.0, 0.5, out)
-        out.get(timeout=60)
-        warm.join()
-        cpu0 = _cpu([watched])
-        load = _start(
-            http_load, port, "/v1/dashboard", tokens, args.http_rate, args.http_seconds, out
-        )
-        latencies, statuses, elapsed = out.get(timeout=120)
-        cpu = _cpu([watched]) - cpu0
-        load.join()
-    finally:
-        _stop(proc)
-    ordered = sorted(latencies)
-    return HttpRow(
-        args.http_rate, len(latencies) / elapsed, _quantile(ordered, 0.5) * 1e3,
-        _quantile(ordered, 0.99) * 1e3, ordered[-1] * 1e3,
-        sum(s != 200 for s in statuses), cpu / elapsed * 100,
     )  # fmt: skip
 
 
@@ -296,7 +241,9 @@ def _cleanup(args: argparse.Namespace) -> None:
     client.close()
 
 
-def report(args: argparse.Namespace, rows: list[Row], http: HttpRow | None) -> str:
+def report(
+    args: argparse.Namespace, rows: list[Row], http: HttpRow | None, failures: list[str]
+) -> str:
     lines = [
         f"Fan-out: {args.clients} websocket clients ({args.client_procs} processes, "
         f"permessage-deflate) x {args.per_client} price channels + own portfolio; "
@@ -329,16 +276,8 @@ def report(args: argparse.Namespace, rows: list[Row], http: HttpRow | None) -> s
             f"| {r.client_cpu:.0f} | {r.failed} / {r.refused} |"
         )
     if http is not None:
-        ok = "✓" if http.p99_ms < 10 else "✗"
-        lines += [
-            "",
-            "| `/v1/dashboard` | target/s | achieved/s | p50 ms | p99 ms (target < 10) "
-            "| max ms | errors | server CPU % |",
-            "|---|---|---|---|---|---|---|---|",
-            f"| fanout | {http.rate:,.0f} | {http.achieved:,.0f} | {http.p50_ms:.2f} "
-            f"| {http.p99_ms:.2f} {ok} | {http.max_ms:.1f} | {http.errors} "
-            f"| {http.server_cpu:.0f} |",
-        ]
+        lines += report_lines(http)
+    lines += [f"\nFAILED: {failure}" for failure in failures]
     lines += ["", f"`python -m fanout.bench {shlex.join(sys.argv[1:])}`".replace(" `", "`")]
     return "\n".join(lines)
 
@@ -357,6 +296,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--naive", action=argparse.BooleanOptionalAction, default=True)
     add("--http-rate", type=float, default=1000.0)
     add("--http-seconds", type=float, default=10.0)
+    add("--http-connections", type=int, default=32, help="kept-alive connections")
     add("--redis-url", default="redis://127.0.0.1:6379/0")
     add("--pg-admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args(argv)
@@ -370,27 +310,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rows: list[Row] = []
-    http = None
+    http: HttpRow | None = None
+    failures: list[str] = []
     with temporary_database(args.pg_admin_dsn) as dsn:
         try:
             _seed(args, dsn)
             for interval in [int(x) for x in args.intervals.split(",") if x.strip()]:
-                server = _server(_serve, _config(args, dsn, interval))
-                try:
-                    rows.append(run_phase(args, "fanout", interval, server))
-                finally:
-                    _stop(server[0])
+                _phase(failures, f"fanout {interval} ms", rows.append, args, "fanout", interval,
+                       (serve_process, _config(args, dsn, interval)))  # fmt: skip
             if args.naive:
-                server = _server(naive_server, args.redis_url, args.prefix)
-                try:
-                    rows.append(run_phase(args, "naive broadcast", None, server))
-                finally:
-                    _stop(server[0])
+                _phase(failures, "naive broadcast", rows.append, args, "naive broadcast", None,
+                       (naive_server, args.redis_url, args.prefix))  # fmt: skip
             if args.http_rate > 0:
-                http = run_http(args, dsn)
+                try:
+                    http = run_http(_config(args, dsn, 250), SECRET, args.clients, args.http_rate,
+                                    args.http_seconds, args.http_connections)  # fmt: skip
+                except BenchError as exc:
+                    failures.append(str(exc))
         finally:
             _cleanup(args)
-    print(report(args, rows, http))
+    print(report(args, rows, http, failures))
+    if failures:
+        sys.exit(1)
+
+
+def _phase(
+    failures: list[str],
+    label: str,
+    keep: Any,
+    args: argparse.Namespace,
+    name: str,
+    interval: int | None,
+    target: tuple[Any, ...],
+) -> None:
+    """One server + clients phase; a phase that cannot run is reported, and
+    the others still run."""
+    try:
+        served = server(*target)
+    except BenchError as exc:
+        failures.append(f"{label}: {exc}")
+        return
+    try:
+        keep(run_phase(args, name, interval, served))
+    except BenchError as exc:
+        failures.append(f"{label}: {exc}")
+    finally:
+        stop(served[0])
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from fanout.pubsub import RedisAddress, encode_command
-from fanout.testing import http_get
+from fanout.testing import KeepAliveClient
 
 CONNECT_CHUNK = 50  # connections opened at once per process (listen backlog)
 NEVER = float("inf")
@@ -239,30 +239,52 @@ def naive_server(redis_url: str, prefix: str, ports: Any) -> None:
 
 
 def http_load(
-    port: int, path: str, tokens: list[str], rate: float, seconds: float, out: Any
+    port: int,
+    path: str,
+    tokens: list[str],
+    rate: float,
+    seconds: float,
+    out: Any,
+    connections: int = 32,
 ) -> None:
-    """Process entry: ``GET path`` at ``rate``/s (open loop, one connection
-    per request as the server closes them); puts (latencies, statuses)."""
-
-    async def one(token: str) -> tuple[float, int]:
-        started = time.perf_counter()
-        try:
-            status, _, _ = await http_get(port, path, token)
-        except (OSError, ValueError, IndexError):  # refused, reset, or closed unanswered
-            status = 0
-        return time.perf_counter() - started, status
+    """Process entry: ``GET path`` at ``rate``/s over ``connections`` kept-alive
+    connections (as browsers and API clients do). Open loop: a request is due
+    at its slot whether or not a connection is free, and its latency counts
+    from then (waiting for a connection included). Puts (latencies, statuses,
+    elapsed, its own CPU seconds)."""
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        tasks: list[asyncio.Task[tuple[float, int]]] = []
-        total, start = int(rate * seconds), loop.time()
+        pool: asyncio.Queue[KeepAliveClient] = asyncio.Queue()
+        for _ in range(connections):
+            pool.put_nowait(await KeepAliveClient.connect(port))
+        latencies: list[float] = []
+        statuses: list[int] = []
+
+        async def one(token: str, due: float) -> None:
+            conn = await pool.get()
+            try:
+                status = (await conn.get(path, token))[0]
+            except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+                status = 0
+                conn.close()
+                conn = await KeepAliveClient.connect(port)
+            latencies.append(loop.time() - due)
+            statuses.append(status)
+            pool.put_nowait(conn)
+
+        tasks: list[asyncio.Task[None]] = []
+        total, start, cpu0 = int(rate * seconds), loop.time(), time.process_time()
         while len(tasks) < total:
             due = min(total, int((loop.time() - start) * rate) + 1)
             for i in range(len(tasks), due):
-                tasks.append(asyncio.create_task(one(tokens[i % len(tokens)])))
+                task = one(tokens[i % len(tokens)], start + i / rate)
+                tasks.append(asyncio.create_task(task))
             await asyncio.sleep(0.001)
-        results = await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks)
         elapsed = loop.time() - start
-        out.put(([r[0] for r in results], [r[1] for r in results], elapsed))
+        while not pool.empty():
+            pool.get_nowait().close()
+        out.put((latencies, statuses, elapsed, time.process_time() - cpu0))
 
     asyncio.run(main())

@@ -33,6 +33,8 @@ class FanoutConfig:
     ping_timeout_s: float | None = 20.0
     auth_timeout_s: float = 10.0
     close_timeout_s: float = 2.0
+    # A keep-alive HTTP connection without a complete request for this long is closed.
+    http_idle_timeout_s: float = 15.0
     ownership_cache_s: float = 5.0
     max_pending_alerts: int = 100
     jwt_leeway_s: float = 0.0
@@ -56,6 +58,7 @@ class FanoutConfig:
             "max_messages_per_s": self.max_messages_per_s,
             "blocked_client_timeout_s": self.blocked_client_timeout_s,
             "auth_timeout_s": self.auth_timeout_s,
+            "http_idle_timeout_s": self.http_idle_timeout_s,
             "max_pending_alerts": self.max_pending_alerts,
         }
         for name, value in positive.items():

@@ -96,10 +96,15 @@ class HttpApi:
         self._index = (STATIC_DIR / "index.html").read_bytes()
 
     async def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
-        if upgrade and path == "/ws":
+        """websockets' hook for upgrade requests: None accepts ``/ws``."""
+        if urlsplit(request.path).path == "/ws" and _is_upgrade(request):
             return None
+        return await self.handle(request)
+
+    async def handle(self, request: Request) -> Response:
+        """Any request (``fanout.front`` calls this for plain HTTP)."""
+        path = urlsplit(request.path).path
+        upgrade = _is_upgrade(request)
         route = _route_name(path)
         try:
             if upgrade:
@@ -202,6 +207,10 @@ class HttpApi:
             log.exception("history(%s, %s) failed", symbol, span)
             raise HttpError(502, "history backend failed") from exc
         return {"symbol": symbol, "range": span, "points": rows}
+
+
+def _is_upgrade(request: Request) -> bool:
+    return "websocket" in request.headers.get("Upgrade", "").lower()
 
 
 def _route_name(path: str) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -22,6 +23,7 @@ from fanout import protocol
 from fanout.auth import TokenVerifier
 from fanout.channels import ChannelAuthorizer, OwnershipCache
 from fanout.config import FanoutConfig
+from fanout.front import FrontEnd
 from fanout.httpapi import History, HttpApi
 from fanout.hub import Hub
 from fanout.limits import Registry
@@ -54,6 +56,7 @@ class FanoutServer:
         self._hub: Hub | None = None
         self._ws: Server | None = None
         self._ctx: SessionContext | None = None
+        self._front: FrontEnd | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -80,10 +83,14 @@ class FanoutServer:
             cfg, verifier, ChannelAuthorizer(ownership), self._hub, store, self.registry
         )
         api = HttpApi(cfg, verifier, store, ownership, self._portfolios, self._history)
+        # Every connection starts as HTTP/1.1 with keep-alive (fanout.front);
+        # only websocket upgrades become websockets' ServerConnections.
+        self._front = FrontEnd(api.handle, cfg.http_idle_timeout_s)
         self._ws = await serve(
             self._handle,
             cfg.host,
             cfg.port,
+            create_connection=cast(Any, self._front.create_connection),
             process_request=api,
             origins=_origins(cfg.allowed_origins),
             compression=None,
@@ -113,6 +120,8 @@ class FanoutServer:
         """Tell clients to reconnect (1012), then release every resource."""
         if self._ws is not None:
             self._ws.close(close_connections=False)  # stop accepting first
+            if self._front is not None:
+                self._front.close_all()  # keep-alive HTTP: after the answer in flight
             sessions = self.registry.sessions()
             await asyncio.gather(
                 *(s.close(protocol.CLOSE_RESTART, "service restart") for s in sessions),

@@ -120,3 +120,40 @@ async def http_get(
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return int(status_line.split()[1]), headers, body
+
+
+class KeepAliveClient:
+    """One persistent HTTP/1.1 connection: requests one after another."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> KeepAliveClient:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def get(self, path: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
+        auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
+        self._writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode())
+        return await self.response()
+
+    def send_raw(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    async def response(self) -> tuple[int, dict[str, str], bytes]:
+        """The next response (status, lower-cased headers, body)."""
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await self._reader.readexactly(int(headers.get("content-length", "0")))
+        return int(status_line.split()[1]), headers, body
+
+    async def at_eof(self, timeout: float = 5.0) -> bool:
+        """Whether the server closed the connection (within ``timeout``)."""
+        return await asyncio.wait_for(self._reader.read(1), timeout) == b""
+
+    def close(self) -> None:
+        self._writer.close()

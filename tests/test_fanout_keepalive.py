@@ -1,0 +1,177 @@
+"""HTTP/1.1 keep-alive on the fan-out port (``fanout.front``): several
+requests per connection, pipelining in order, the connection rules, bad
+requests, and websocket upgrades on the same port (real server, Redis, PG)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+
+import orjson
+import pytest
+import redis
+
+from fanout.auth import mint_token
+from fanout.config import FanoutConfig
+from fanout.testing import (
+    KeepAliveClient,
+    add_portfolios,
+    client,
+    running_server,
+    temporary_database,
+)
+
+SECRET = "keepalive-test-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def dsn():
+    with temporary_database() as dsn:
+        add_portfolios(dsn, [("p1", "alice"), ("q1", "bob")])
+        yield dsn
+
+
+@pytest.fixture
+def prefix():
+    prefix = f"fo_ka_{secrets.token_hex(4)}"
+    r = redis.Redis()
+    r.set(f"{prefix}:dashboard:alice", orjson.dumps({"user_id": "alice", "cards": {"a": {}}}))
+    r.set(f"{prefix}:dashboard:bob", orjson.dumps({"user_id": "bob", "cards": {"b": {}}}))
+    yield prefix
+    keys = list(r.scan_iter(f"{prefix}:*"))
+    if keys:
+        r.delete(*keys)
+    r.close()
+
+
+def _config(dsn: str, prefix: str, **extra) -> FanoutConfig:
+    return FanoutConfig("127.0.0.1", 0, "redis://127.0.0.1:6379/0", prefix, dsn, SECRET, **extra)
+
+
+def _run(coro, timeout: float = 20):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def _get(path: str, token: str | None = None, extra: str = "", version: str = "1.1") -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return f"GET {path} HTTP/{version}\r\nHost: x\r\n{auth}{extra}\r\n".encode()
+
+
+def test_one_connection_serves_many_requests_each_as_its_own_caller(dsn, prefix):
+    alice, bob = mint_token(SECRET, "alice", 60), mint_token(SECRET, "bob", 60)
+
+    async def scenario():
+        async with running_server(_config(dsn, prefix)) as server:
+            conn = await KeepAliveClient.connect(server.port)
+            for _ in range(3):
+                status, headers, body = await conn.get("/v1/dashboard", alice)
+                assert status == 200 and headers["connection"] == "keep-alive"
+                assert orjson.loads(body)["user_id"] == "alice"
+                assert (await conn.get("/v1/dashboard"))[0] == 401
+                status, _, body = await conn.get("/v1/dashboard", bob)
+                assert orjson.loads(body)["cards"] == {"b": {}}
+                assert (await conn.get("/v1/portfolios/p1", bob))[0] == 404
+                assert (await conn.get("/healthz"))[0] == 200
+            # Pipelined: all three written at once, answered in order.
+            conn.send_raw(_get("/v1/dashboard", bob) + _get("/nope") + _get("/v1/dashboard", alice))
+            answers = [await conn.response() for _ in range(3)]
+            assert [a[0] for a in answers] == [200, 404, 200]
+            assert [orjson.loads(answers[i][2])["user_id"] for i in (0, 2)] == ["bob", "alice"]
+            conn.close()
+
+    _run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (_get("/healthz", extra="Connection: close\r\n"), 200),
+        (_get("/healthz", version="1.0"), 200),
+        (b"GET /healthz HTTP/2.0\r\n\r\n", 400),
+        (b"GET healthz HTTP/1.1\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nX: 1\r\n folded\r\n\r\n", 400),
+        (b"POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 400),
+        (b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+    ],
+)
+def test_connection_closes_when_asked_or_when_the_request_cannot_be_framed(
+    dsn, prefix, request_bytes, status
+):
+    async def scenario():
+        async with running_server(_config(dsn, prefix)) as server:
+            conn = await KeepAliveClient.connect(server.port)
+            conn.send_raw(request_bytes)
+            got, headers, _ = await conn.response()
+            assert (got, headers["connection"]) == (status, "close")
+            assert await conn.at_eof()
+
+    _run(scenario())
+
+
+def test_http_10_keep_alive_and_post_without_body(dsn, prefix):
+    async def scenario():
+        async with running_server(_config(dsn, prefix)) as server:
+            conn = await KeepAliveClient.connect(server.port)
+            conn.send_raw(_get("/healthz", version="1.0", extra="Connection: keep-alive\r\n"))
+            assert (await conn.response())[1]["connection"] == "keep-alive"
+            conn.send_raw(b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            assert (await conn.response())[0] == 405
+            assert (await conn.get("/healthz"))[0] == 200
+
+    _run(scenario())
+
+
+def test_idle_and_slow_connections_are_closed(dsn, prefix):
+    async def scenario():
+        async with running_server(_config(dsn, prefix, http_idle_timeout_s=0.3)) as server:
+            idle = await KeepAliveClient.connect(server.port)
+            assert (await idle.get("/healthz"))[0] == 200
+            slow = await KeepAliveClient.connect(server.port)
+            slow.send_raw(b"GET /healthz HTTP/1.1\r\nHost:")  # never finished
+            assert await idle.at_eof(2.0)
+            assert await slow.at_eof(2.0)
+
+    _run(scenario())
+
+
+def test_shutdown_closes_keep_alive_connections(dsn, prefix):
+    async def scenario():
+        async with running_server(_config(dsn, prefix)) as server:
+            conn = await KeepAliveClient.connect(server.port)
+            assert (await conn.get("/healthz"))[0] == 200
+        assert await conn.at_eof(2.0)
+
+    _run(scenario())
+
+
+def _upgrade(path: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+def test_websocket_upgrade_on_the_same_port_and_connection(dsn, prefix):
+    alice = mint_token(SECRET, "alice", 60)
+
+    async def scenario():
+        async with running_server(_config(dsn, prefix)) as server:
+            conn = await KeepAliveClient.connect(server.port)
+            assert (await conn.get("/v1/dashboard", alice))[0] == 200
+            conn.send_raw(_upgrade("/ws"))  # after a plain request, same connection
+            status, headers, _ = await conn.response()
+            assert status == 101 and headers["upgrade"].lower() == "websocket"
+            other = await KeepAliveClient.connect(server.port)
+            other.send_raw(_upgrade("/v1/dashboard"))
+            assert (await other.response())[0] == 404
+            async with client(server.port, alice) as ws:  # the usual client still works
+                await ws.send({"type": "subscribe", "channels": ["portfolio:q1"]})
+                reply = await ws.recv_until(lambda m: m["type"] == "subscribed")
+                assert reply["denied"] == [{"channel": "portfolio:q1", "code": "forbidden"}]
+
+    _run(scenario())
