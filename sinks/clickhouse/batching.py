@@ -81,6 +81,9 @@ def insert_block(
         "insert_deduplicate": 1,
         "insert_deduplication_token": digest.hexdigest(),
         "deduplicate_blocks_in_dependent_materialized_views": 1,
+        # A batch is small: parsing it on several threads costs more CPU
+        # than it saves on two cores.
+        "input_format_parallel_parsing": 0,
     }
     table = client.table(name)
     with_retry(SINK, lambda: client.raw_insert(table, columns, block, fmt, settings), retry)
