@@ -22,6 +22,7 @@ import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from flows.alerts import render
 from flows.ingest.flow import IngestConfig, IngestSinks
 from flows.pipeline import AlertSinks, PipelineConfig, PipelineSinks, PipelineSources, build_flow
 from flows.valuation.flow import ValuationConfig, ValuationSinks
@@ -116,13 +117,13 @@ def rule_batches(rules: list[AlertRule]) -> list[RawBatch]:
     return [RawBatch("rules", 0, records), RawBatch("rules", 0, [])]  # then the end marker
 
 
-def pipeline_config(portfolios: bool) -> PipelineConfig:
+def pipeline_config(portfolios: bool, wait_for_transactions: bool = True) -> PipelineConfig:
     return PipelineConfig(
         ingest=IngestConfig(),
         valuation=ValuationConfig(
             portfolio_shards=("txns#0",) if portfolios else (),
             live_window_ms=S,
-            wait_for_transactions=True,
+            wait_for_transactions=wait_for_transactions,
         ),
         price_shards=("ticks#0",),
         rule_partitions=1,
@@ -234,15 +235,17 @@ def sentinel(n: int) -> AlertRule:
 WATCHED = rule("a", "price_above", "100", symbol="X")
 
 
-def rule_script(board: Board) -> Script:
-    """Rule changes, each sent only after the ticks before it were evaluated
+def rule_script(
+    board: Board, watched: AlertRule = WATCHED, sentinel: Callable[[int], AlertRule] = sentinel
+) -> Script:
+    """Rule changes, each sent only after the inputs before it were evaluated
     (sentinel ``s{k}`` with k odd fired), each with a sentinel of its own."""
     changes: list[AlertRule | str] = [
-        WATCHED.model_copy(update={"active": False, "version": 2}),  # pause
-        WATCHED.model_copy(update={"active": True, "version": 3}),  # resume
-        "a",  # remove (tombstone)
+        watched.model_copy(update={"active": False, "version": 2}),  # pause
+        watched.model_copy(update={"active": True, "version": 3}),  # resume
+        watched.rule_id,  # remove (tombstone)
     ]
-    first = [WATCHED, sentinel(0), *(sentinel(k) for k in (1, 3, 5, 7))]
+    first = [watched, sentinel(0), *(sentinel(k) for k in (1, 3, 5, 7))]
     yield RawBatch("rules", 0, [rule_record(n, r) for n, r in enumerate(first)])
     yield RawBatch("rules", 0, [])  # end marker: the rules were read
     for k, change in enumerate(changes):
@@ -314,6 +317,101 @@ def test_pause_resume_remove_take_effect_in_the_running_flow():
     assert got == [(1, "101", crossings[0]), (3, "101", crossings[2])]
     assert {a.rule_id for a in board.alerts()} == {"a", *(f"s{k}" for k in range(8))}
     assert len({a.alert_id for a in watched}) == 2
+
+
+def dividend_sentinel(n: int) -> AlertRule:
+    """Fires on a dividend from position ``Mn`` of portfolio p1."""
+    return rule(f"s{n}", "dividend_received", "0", portfolio_id="p1", symbol=f"M{n}")
+
+
+PORTFOLIO_WATCHED = rule("pd", "dividend_received", "1", portfolio_id="p1", symbol="X")
+
+
+class Progress:
+    """Shared by the two scripts of the portfolio test."""
+
+    def __init__(self) -> None:
+        self.txns = 0  # transactions sent, one a second of event time
+        self.done = False
+
+
+def heartbeat(progress: Progress) -> Script:
+    """Ticks of an unrelated symbol that keep event time 20 s ahead of the
+    newest transaction: the portfolio shard applies a transaction only once
+    the prices' watermark passed it."""
+    last = n = 0
+    for _ in range(50 * MAX_POLLS):
+        if progress.done:
+            break
+        ts = T0 + (progress.txns + 20) * S
+        if ts > last:
+            last, n = ts, n + 1
+            yield RawBatch("ticks", 0, [tick(n, "Z", "1", ts)])
+        else:
+            yield None
+    yield RawBatch("ticks", 0, [])
+
+
+def txn_script(board: Board, progress: Progress, crossings: list[str]) -> Script:
+    """``tick_script`` for a portfolio rule: per phase, one dividend from X
+    (which the watched rule alerts on while active), sentinels poked with
+    dividends from ``Mk``."""
+
+    def dividend(symbol: str) -> RawBatch:
+        n = progress.txns = progress.txns + 1
+        at = datetime.fromtimestamp((T0 + n * S) / 1000, tz=UTC).isoformat()
+        doc = {"txn_id": f"t{n}", "portfolio_id": "p1", "user_id": "u1", "type": "DIVIDEND"}
+        doc |= {"symbol": symbol, "amount": "10", "executed_at": at}
+        return RawBatch("txns", 0, [RawRecord(n, b"p1", orjson.dumps(doc))])
+
+    def poke(k: int) -> Script:
+        for _ in range(MAX_POLLS):
+            if board.has(f"s{k}"):
+                return
+            yield dividend(f"M{k}")
+        raise AssertionError(f"sentinel s{k} never fired")
+
+    for phase in range(4):  # active, paused, resumed, removed
+        yield from poke(2 * phase)
+        yield dividend("X")
+        crossings.append(f"t{progress.txns}")
+        yield from poke(2 * phase + 1)
+    progress.done = True
+    yield RawBatch("txns", 0, [])
+
+
+def test_portfolio_rule_pause_resume_remove_in_the_running_flow():
+    board = Board()
+    dividends: list[str] = []
+    progress = Progress()
+    sources = PipelineSources(
+        ScriptSource(lambda: heartbeat(progress)),
+        ScriptSource(lambda: txn_script(board, progress, dividends)),
+        rules=ScriptSource(lambda: rule_script(board, PORTFOLIO_WATCHED, dividend_sentinel)),
+    )
+    sinks = PipelineSinks(
+        ingest=IngestSinks(),
+        valuation=ValuationSinks(),
+        alerts=AlertSinks(alert_store=TestingSink(board.rows)),
+    )
+    # The script's transactions end only after the last phase: do not wait for them.
+    config = pipeline_config(True, wait_for_transactions=False)
+    flow = build_flow(sources, sinks, config, clock=lambda: NOW, flow_id="al_pp")
+    run_main(flow)
+
+    assert len(dividends) == 4
+    watched = [a for a in board.alerts() if a.rule_id == "pd"]
+    # Alerted while active (v1) and after the resume (v3); not while paused,
+    # not after the removal. The message names the dividend's position.
+    got = [(a.rule_version, a.symbol, str(a.observed)) for a in watched]
+    assert got == [(1, "X", "10"), (3, "X", "10")]
+    resumed = PORTFOLIO_WATCHED.model_copy(update={"version": 3})
+    ids = {
+        render.alert_id(PORTFOLIO_WATCHED, f"txn:{dividends[0]}"),
+        render.alert_id(resumed, f"txn:{dividends[2]}"),
+    }
+    assert {a.alert_id for a in watched} == ids  # the dividends of phases 0 and 2
+    assert {a.rule_id for a in board.alerts()} == {"pd", *(f"s{k}" for k in range(8))}
 
 
 # -- 3. replay with the real sinks --------------------------------------------
