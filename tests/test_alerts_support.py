@@ -48,6 +48,8 @@ def run(book: RuleBook, events: Iterable[Event]) -> list[Alert]:
     alerts: list[Alert] = []
     for event in events:
         alerts.extend(apply(book, event))
+    for alert in alerts:  # the engine builds alerts unvalidated: they must pass validation
+        assert Alert.model_validate_json(alert.model_dump_json()) == alert
     return alerts
 
 

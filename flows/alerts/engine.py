@@ -132,9 +132,13 @@ class RuleBook:
 
     def _moves(self, series: Series, value: Decimal, ts_ms: int, alerts: list[Alert]) -> None:
         for rules in series.moves.values():
-            rules.window.push(ts_ms, value)
-            move = rules.current = rules.window.move(value)
-            if rules.ladder.armed or rules.ladder.disarmed:
+            window = rules.window
+            window.push(ts_ms, value)
+            armed, disarmed = rules.ladder.armed, rules.ladder.disarmed
+            fire_at = armed[0][0] if armed else None
+            rearm_below = disarmed[-1][0] if disarmed else None
+            if (armed or disarmed) and window.may_act(value, fire_at, rearm_below):
+                move = window.move(value)
                 for state in self._crossed(rules.ladder, move.size, ts_ms):
                     alerts.append(render.pct_move(state.rule, move, value, ts_ms))
 

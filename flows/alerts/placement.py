@@ -52,8 +52,12 @@ def ladder_slot(books: Books, rule: AlertRule) -> tuple[Ladder, Decimal | None] 
         series = _series(books, rule)
         return series.below, series.last_value
     if kind is AlertKind.PCT_MOVE:
-        rules = _series(books, rule).moves[rule.window_ms or 0]
-        return rules.ladder, None if rules.current is None else rules.current.size
+        series = _series(books, rule)
+        rules = series.moves[rule.window_ms or 0]
+        if not rules.window.lows or series.last_value is None:
+            return rules.ladder, None
+        # The window's last point is the series' last value: the move at it.
+        return rules.ladder, rules.window.move(series.last_value).size
     if kind is AlertKind.FEED_STALE:
         book = books.symbols[str(rule.symbol)]
         return book.stale, book.staleness

@@ -38,7 +38,7 @@ class WindowRules:
 
     window: MoveWindow
     ladder: Ladder = field(default_factory=Ladder)
-    current: Move | None = None  # move at the latest observation
+    current: Move | None = None  # unused (computed on demand); older snapshots carry it
     rules: int = 0  # attached rules, active or paused
 
 

@@ -10,9 +10,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from flows.alerts.numbers import CTX, ZERO, percent_change
+from flows.alerts.numbers import CTX, HUNDRED, ZERO, percent_change
 
 TWO = Decimal(2)
+# Larger than the largest rounding step of a move (0.5e-6, 6 places): the
+# pre-check below stays conservative on both sides of a threshold.
+_MARGIN = Decimal("0.000001")
 
 Point = tuple[int, Decimal]
 
@@ -50,6 +53,27 @@ class MoveWindow:
             lows.popleft()
         while highs[0][0] < cutoff:
             highs.popleft()
+
+    def may_act(self, value: Decimal, fire_at: Decimal | None, rearm_below: Decimal | None) -> bool:
+        """False only if the move of ``value`` (the latest observation), as
+        ``move`` would report it, is certainly below ``fire_at`` and certainly
+        not below ``rearm_below`` (None: no such rules). Multiplications
+        only: most observations of a quiet series skip ``move`` (a division,
+        a rounding and an allocation)."""
+        low, high = self.lows[0][1], self.highs[0][1]
+        if low <= 0 or high <= 0:
+            return True
+        rise = CTX.multiply(CTX.subtract(value, low), HUNDRED)  # percent x low
+        fall = CTX.multiply(CTX.subtract(high, value), HUNDRED)  # percent x high
+        if fire_at is not None:
+            level = CTX.subtract(fire_at, _MARGIN)
+            if rise >= CTX.multiply(level, low) or fall >= CTX.multiply(level, high):
+                return True
+        if rearm_below is not None:
+            level = CTX.add(rearm_below, _MARGIN)
+            if rise < CTX.multiply(level, low) and fall < CTX.multiply(level, high):
+                return True
+        return False
 
     def move(self, value: Decimal) -> Move:
         """The move of ``value`` (the latest observation) against the window."""
