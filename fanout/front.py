@@ -27,16 +27,21 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Request], Awaitable[Response]]
+
+class Answer(Protocol):
+    def serialize(self, keep_alive: bool) -> bytes: ...
+
+
+Handler = Callable[[Request], Awaitable[Answer]]
 
 _MAX_HEAD = 16 * 1024
 _MAX_HEADERS = 100
@@ -82,14 +87,6 @@ def keeps_alive(request: Request) -> bool:
     if request.protocol == "HTTP/1.0":
         return "keep-alive" in tokens
     return "close" not in tokens
-
-
-def serialize(response: Response, keep_alive: bool) -> bytes:
-    headers = response.headers
-    if "Connection" in headers:
-        del headers["Connection"]
-    headers["Connection"] = "keep-alive" if keep_alive else "close"
-    return response.serialize()
 
 
 def _error(status: int, message: str) -> bytes:
@@ -195,18 +192,16 @@ class HttpFront(asyncio.Protocol):
     async def _serve(self, request: Request, keep_alive: bool) -> None:
         transport = self._transport
         assert transport is not None
+        keep_alive = keep_alive and not self._owner.closing
         try:
-            response = await self._owner.handler(request)
+            data = (await self._owner.handler(request)).serialize(keep_alive)
         except Exception:
             log.exception("HTTP %s failed", request.path[:100])
-            keep_alive = False
-            response = Response(500, "Internal Server Error", Headers(), b"")
-            response.headers["Content-Length"] = "0"
+            keep_alive, data = False, _error(500, "internal error")
         if transport.is_closing():
             return
-        keep_alive = keep_alive and not self._owner.closing
-        transport.write(serialize(response, keep_alive))
-        if not keep_alive:
+        transport.write(data)
+        if not keep_alive or self._owner.closing:  # shutdown began meanwhile
             transport.close()
             return
         if self._writable is not None:  # the client is not reading its answers

@@ -16,7 +16,9 @@ import email.utils
 import inspect
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -54,23 +56,55 @@ class HttpError(Exception):
         self.status = status
 
 
-def response(status: int, body: bytes, content_type: str, **extra: str) -> Response:
-    headers = Headers(
-        [
-            ("Date", email.utils.formatdate(usegmt=True)),
-            ("Connection", "close"),
-            ("Content-Length", str(len(body))),
-            ("Content-Type", content_type),
+@dataclass(slots=True)
+class Reply:
+    """An HTTP answer: written as bytes by ``fanout.front`` (kept-alive
+    connections), or as websockets' ``Response`` to a refused upgrade."""
+
+    status: int
+    body: bytes
+    content_type: str
+    extra: tuple[tuple[str, str], ...] = ()  # constant header values only
+
+    def headers(self, connection: str) -> list[tuple[str, str]]:
+        return [
+            ("Date", _http_date()),
+            ("Connection", connection),
+            ("Content-Length", str(len(self.body))),
+            ("Content-Type", self.content_type),
             ("Cache-Control", "no-store"),
             ("X-Content-Type-Options", "nosniff"),
+            *self.extra,
         ]
-    )
-    for name, value in extra.items():
-        headers[name.replace("_", "-")] = value
-    return Response(status, HTTPStatus(status).phrase, headers, body)
+
+    def serialize(self, keep_alive: bool) -> bytes:
+        lines = [f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}"]
+        lines += [f"{k}: {v}" for k, v in self.headers("keep-alive" if keep_alive else "close")]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+
+    def to_response(self) -> Response:
+        headers = Headers(self.headers("close"))
+        return Response(self.status, HTTPStatus(self.status).phrase, headers, self.body)
 
 
-def json_response(status: int, value: Any, **extra: str) -> Response:
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def response(status: int, body: bytes, content_type: str, **extra: str) -> Reply:
+    headers = tuple((name.replace("_", "-"), value) for name, value in extra.items())
+    return Reply(status, body, content_type, headers)
+
+
+def json_response(status: int, value: Any, **extra: str) -> Reply:
     body = orjson.dumps(value, default=str)
     return response(status, body, "application/json", **extra)
 
@@ -99,9 +133,9 @@ class HttpApi:
         """websockets' hook for upgrade requests: None accepts ``/ws``."""
         if urlsplit(request.path).path == "/ws" and _is_upgrade(request):
             return None
-        return await self.handle(request)
+        return (await self.handle(request)).to_response()
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Reply:
         """Any request (``fanout.front`` calls this for plain HTTP)."""
         path = urlsplit(request.path).path
         upgrade = _is_upgrade(request)
@@ -120,10 +154,10 @@ class HttpApi:
         except BackendUnavailable as exc:
             log.warning("HTTP %s: %s", route, exc)
             result = json_response(503, {"error": f"{exc.backend} unavailable"})
-        metrics.HTTP_REQUESTS.labels(route, str(result.status_code)).inc()
+        metrics.HTTP_REQUESTS.labels(route, str(result.status)).inc()
         return result
 
-    async def _dispatch(self, path: str, request: Request) -> Response:
+    async def _dispatch(self, path: str, request: Request) -> Reply:
         if path == "/":
             html = "text/html; charset=utf-8"
             return response(200, self._index, html, Content_Security_Policy=_CSP)

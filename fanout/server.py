@@ -22,6 +22,7 @@ from websockets.typing import Origin
 from fanout import protocol
 from fanout.auth import TokenVerifier
 from fanout.channels import ChannelAuthorizer, OwnershipCache
+from fanout.commands import RedisReader
 from fanout.config import FanoutConfig
 from fanout.front import FrontEnd
 from fanout.httpapi import History, HttpApi
@@ -57,6 +58,7 @@ class FanoutServer:
         self._ws: Server | None = None
         self._ctx: SessionContext | None = None
         self._front: FrontEnd | None = None
+        self._reader: RedisReader | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -72,7 +74,8 @@ class FanoutServer:
         )
         self._redis = aioredis.Redis.from_pool(pool)
         keys = RedisKeys(cfg.redis_prefix)
-        store = SnapshotStore(self._redis, keys)
+        self._reader = RedisReader(cfg.redis_url, cfg.redis_client_name)
+        store = SnapshotStore(self._redis, keys, self._reader)
         self._portfolios = OwnershipStore(cfg.postgres_dsn)
         ownership = OwnershipCache(self._portfolios, cfg.ownership_cache_s)
         verifier = TokenVerifier(cfg.jwt_secret, cfg.jwt_public_key, cfg.jwt_leeway_s)
@@ -133,6 +136,8 @@ class FanoutServer:
             await self._hub.close()
         if self._portfolios is not None:
             await self._portfolios.close()
+        if self._reader is not None:
+            await self._reader.close()
         if self._redis is not None:
             await self._redis.aclose()
         log.info("fanout stopped")

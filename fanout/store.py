@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from fanout.channels import Channel, ChannelKind
+from fanout.commands import RedisReader
 from fanout.conflate import Update
 from fanout.errors import BackendUnavailable
 from schemas.topics import RedisKeys
@@ -96,9 +97,12 @@ def _state(channel: Channel, row: Any, now: float) -> Update:
 class SnapshotStore:
     """Current state per channel, read from Redis."""
 
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: RedisKeys, reader: RedisReader | None = None
+    ) -> None:
         self._redis = client
         self._keys = keys
+        self._reader = reader  # single GETs (the HTTP API's hot path), when given
 
     async def snapshot(self, channel: Channel) -> Update:
         """The channel's state now; payload None when nothing was written yet."""
@@ -145,6 +149,8 @@ class SnapshotStore:
             return False
 
     async def _get(self, key: str) -> bytes | None:
+        if self._reader is not None:
+            return await self._reader.get(key)
         try:
             value = await self._redis.get(key)
         except (RedisError, OSError) as exc:

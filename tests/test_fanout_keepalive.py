@@ -175,3 +175,33 @@ def test_websocket_upgrade_on_the_same_port_and_connection(dsn, prefix):
                 assert reply["denied"] == [{"channel": "portfolio:q1", "code": "forbidden"}]
 
     _run(scenario())
+
+
+def test_dashboard_reads_use_the_configured_database_and_survive_a_lost_connection(dsn):
+    prefix, name = f"fo_ka_{secrets.token_hex(4)}", f"fo-ka-{secrets.token_hex(4)}"
+    db3 = redis.Redis(db=3)
+    db3.set(f"{prefix}:dashboard:alice", orjson.dumps({"user_id": "alice", "cards": {"c": {}}}))
+    alice = mint_token(SECRET, "alice", 60)
+    config = FanoutConfig(
+        "127.0.0.1", 0, "redis://127.0.0.1:6379/3", prefix, dsn, SECRET, redis_client_name=name
+    )
+
+    async def scenario():
+        async with running_server(config) as server:
+            conn = await KeepAliveClient.connect(server.port)
+            status, _, body = await conn.get("/v1/dashboard", alice)
+            assert (status, orjson.loads(body)["cards"]) == (200, {"c": {}})
+            killed = 0
+            for info in db3.client_list():
+                if info["name"] == name and info["db"] == "3":
+                    killed += db3.client_kill_filter(_id=info["id"])
+            assert killed >= 1
+            await asyncio.sleep(0.1)
+            status, _, body = await conn.get("/v1/dashboard", alice)  # reconnected
+            assert (status, orjson.loads(body)["cards"]) == (200, {"c": {}})
+
+    try:
+        _run(scenario())
+    finally:
+        db3.delete(f"{prefix}:dashboard:alice")
+        db3.close()
