@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.ingest.encode import dec_fast, iso_fast, price_json
@@ -58,18 +59,21 @@ class _PricePartition(StatelessSinkPartition[list[PriceRow]]):
         if not latest:
             return
         keys: list[str] = []
-        args: list[str | int] = []
+        rows: list[tuple[str, ...]] = []
         for symbol, row in latest.items():
             keys.append(self._keys.price(symbol))
-            args += [
-                row.ts_ms,
-                dec_fast(row.price),
-                iso_fast(row.ts_ms),
-                row.provider,
-                row.currency,
-                self._keys.price_channel(symbol),
-                price_json(*row),  # the same document as the market.prices message
-            ]
+            rows.append(
+                (
+                    str(row.ts_ms),
+                    dec_fast(row.price),
+                    iso_fast(row.ts_ms),
+                    row.provider,
+                    row.currency,
+                    self._keys.price_channel(symbol),
+                    price_json(*row),  # the same document as the market.prices message
+                )
+            )
+        args = [orjson.dumps(rows)]
         written = with_retry(
             SINK,
             lambda: translate(SINK, lambda: self._script(keys=keys, args=args)),
