@@ -1,9 +1,15 @@
-"""Dashboard steps of the pipeline: portfolio shard outputs and alerts, split
-by user shard, into one stateful step that emits changed cards.
+"""Dashboard steps of the pipeline: portfolio shard outputs, alerts and drift
+rules, split by user shard, into one stateful step that emits changed cards.
 
     shard outputs ─ route ─┐
-    alerts ─────── route ──┴─ dashboard (per users#i) ─┬─ Redis document + channel
+    alerts ─────── route ──┤
+    rules ──────── route ──┴─ dashboard (per users#i) ─┬─ Redis document + channel
                                                        └─ Postgres ``dashboards``
+
+The wall-clock ``flush_ms`` only decides how often cards go out; what is
+stored (bodies, versions, ``as_of``) depends on the inputs alone
+(``flows.dashboard.board``), so two runs of the same input, crashed and
+restarted or not, with any number of workers, end with the same cards.
 
 Benchmark prices come with the portfolio shard outputs
 (``ShardOutput.benchmarks``): every portfolio shard sees every price, so
