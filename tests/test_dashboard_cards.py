@@ -10,6 +10,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flows.alerts.stream import rules_end
 from flows.dashboard.assets import asset_class
 from flows.dashboard.board import UserBoard, card_json
 from flows.dashboard.books import PortfolioBook
@@ -17,11 +18,13 @@ from flows.dashboard.cards import Holding, Move, allocation_body, movers_body
 from flows.dashboard.compute import Caches
 from flows.dashboard.income import income_body
 from flows.dashboard.series import date_day, live_returns, period_bases
+from flows.dashboard.shard import DashboardShard, Router, ShardInput
 from flows.dashboard.targets import DriftTarget, drift_rows, effective
 from flows.portfolio.fast_valuation import Valuer
 from flows.portfolio.ledger import PortfolioState
 from flows.portfolio.returns import price_return, twr
 from flows.valuation.shard import AppliedTransaction, PositionRow
+from schemas.alerts import AlertRule
 from schemas.transactions import Transaction
 
 D = Decimal
@@ -295,3 +298,45 @@ def test_allocation_reuses_a_single_valuations_weights_exactly():
     slow = allocation_body("USD", holdings, record.cash, unpriced, single=False)
     assert fast == slow
     assert [r["symbol"] for r in fast["by_symbol"]] == ["CCC", "AAA", "BBB"]
+
+
+def test_drift_follows_rule_changes_through_the_user_shards():
+    rows = [{"type": "DEPOSIT", "amount": "1000", "executed_at": "2024-01-02T00:00:00Z"}]
+    for symbol, quantity in (("AAA", "3"), ("BBB", "1")):
+        rows.append(
+            {"type": "BUY", "symbol": symbol, "quantity": quantity, "price": "100"}
+            | {"executed_at": "2024-01-02T00:00:00Z"}
+        )
+    state, _ = apply_all("p1", rows)
+    state.user_id = "u1"
+    record = Valuer().value(state, {"AAA": D(100), "BBB": D(100)}, 0, 1_000)
+    router = Router(3, "")
+    shards = {key: DashboardShard() for key in router.keys}
+    home = router.key("u1")
+
+    def rule(**extra: object) -> AlertRule:
+        doc = {"rule_id": "d1", "user_id": "u1", "portfolio_id": "p1", "kind": "drift"}
+        return AlertRule.model_validate(doc | {"threshold": "5"} | extra)
+
+    def feed(changes: list, live: list) -> dict[str, dict]:
+        items = [*router.rules(changes), (home, ShardInput(live, [], [], []))]
+        for key, item in items:
+            shards[key].add(item)
+        out: dict[str, dict] = {}
+        for shard in shards.values():
+            for update in shard.flush():
+                out |= {n: orjson.loads(c.json) for n, c in update.cards.items()}
+        return out
+
+    cards = feed([("d1", rule(target={"AAA": "50", "BBB": "50"}))], [record])
+    [drift] = cards["allocation"]["drift"]
+    assert (drift["rule_id"], drift["max_drift_pts"]) == ("d1", "25")  # 75/25 against 50/50
+    # the rule now targets another portfolio (not valued): no drift to show
+    cards = feed([("d1", rule(portfolio_id="p9", target={"AAA": "100"}))], [])
+    assert cards["allocation"]["drift"] is None
+    cards = feed([("d1", rule(target={"AAA": "75", "BBB": "25"}))], [])
+    assert cards["allocation"]["drift"][0]["max_drift_pts"] == "0"
+    # a tombstone names no user: it reaches every shard, and the target goes
+    cards = feed([("d1", None), rules_end(0)], [])
+    assert cards["allocation"]["drift"] is None
+    assert all(not s.rule_owners for s in shards.values())
