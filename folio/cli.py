@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from folio.commands import alerts, bench, data, feed, history, pipeline, portfolio, serve, stack
-from folio.errors import EXPECTED_ERRORS
+from folio.errors import expected_errors
 from folio.logs import configure_logging
 from folio.settings import Settings
 
@@ -69,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
             f"folio: error: invalid setting FOLIO_{where.upper()}: {first['msg']}", file=sys.stderr
         )
         return 2
-    except EXPECTED_ERRORS as exc:
-        print(f"folio: error: {exc}", file=sys.stderr)
-        return 2
     except (typer.Abort, KeyboardInterrupt):
         print("folio: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not isinstance(exc, expected_errors()):
+            raise
+        print(f"folio: error: {exc}", file=sys.stderr)
+        return 2
     return result if isinstance(result, int) else 0
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from folio.settings import Settings
-from sinks.clickhouse.history import RANGES
+from sinks.clickhouse.ranges import RANGES
 
 # The ranges ClickHouse history knows, as a CLI choice (bad values: one-line error).
 Range = StrEnum("Range", {name: name for name in RANGES})  # type: ignore[misc]

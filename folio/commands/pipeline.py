@@ -1,4 +1,7 @@
-"""``folio migrate``, ``folio run`` and ``folio demo``."""
+"""``folio migrate``, ``folio run`` and ``folio demo``.
+
+The flow, Kafka and Postgres modules are imported inside the commands:
+``folio --help`` and every other command start without loading them."""
 
 from __future__ import annotations
 
@@ -12,11 +15,8 @@ from urllib.parse import urlparse
 
 import typer
 
-from connectors.kafka.admin import ensure_topics, ping
 from folio.errors import UsageProblem
 from folio.settings import Settings
-from folio.wiring import pipeline_flow, recovery_config, topic_partitions
-from sinks.postgres.migrate import apply_migrations
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ def migrate(
     ),
 ) -> None:
     """Create Kafka topics, Postgres tables and ClickHouse tables (safe to re-run)."""
+    from connectors.kafka.admin import ensure_topics, ping
+    from folio.wiring import recovery_config, topic_partitions
+    from sinks.postgres.migrate import apply_migrations
+
     settings: Settings = ctx.obj
     ping(settings.kafka_client_config())
     created = ensure_topics(settings.kafka_client_config(), topic_partitions(settings))
@@ -73,6 +77,9 @@ def run(
 ) -> None:
     """Run the dataflows against the configured services."""
     from bytewax.run import cli_main
+
+    from connectors.kafka.admin import ping
+    from folio.wiring import pipeline_flow, recovery_config
 
     settings: Settings = ctx.obj
     if (process_id is None) != (addresses is None):

@@ -26,21 +26,9 @@ from typing import NamedTuple
 from schemas.common import normalize_symbol
 from sinks.clickhouse.backfill import BackfillResult, BadRowsError, backfill_daily_bars
 from sinks.clickhouse.client import ClickHouseClient
+from sinks.clickhouse.ranges import RANGES
 from sinks.clickhouse.rollups import BUCKETS
 
-# range name -> (days back, months back, source table); both zero means "all".
-RANGES: dict[str, tuple[int, int, str]] = {
-    "1d": (1, 0, "candles_1m"),
-    "7d": (7, 0, "candles_1h"),
-    "1m": (0, 1, "candles_1d"),
-    "3m": (0, 3, "candles_1d"),
-    "6m": (0, 6, "candles_1d"),
-    "1y": (0, 12, "candles_1d"),
-    "3y": (0, 36, "candles_1w"),
-    "5y": (0, 60, "candles_1w"),
-    "10y": (0, 120, "candles_1mo"),
-    "all": (0, 0, "candles_1mo"),
-}
 GRANULARITY = {
     "candles_1m": "1m",
     "candles_1h": "1h",
