@@ -28,7 +28,8 @@ from typing import Any
 import orjson
 import psycopg
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from connectors.kafka.reader import read_topic
 
 Rows = dict[str, list[list[str]]]  # key -> rows with that key
 Snapshot = dict[str, Rows]
@@ -170,9 +171,11 @@ def clickhouse_snapshot(dsn: str, database: str, env: dict[str, str] | None = No
 def kafka_snapshot(bootstrap: str, topics: dict[str, str], timeout_s: float = 60.0) -> Snapshot:
     """Distinct messages of each output topic (``rejected_at`` dropped from dead letters)."""
     snap: Snapshot = {}
+    config = {"bootstrap.servers": bootstrap}
     for logical in OUTPUT_TOPICS:
         rows: Rows = {}
-        for key, value in read_topic(bootstrap, topics[logical], timeout_s):
+        for _, _, key, raw in read_topic(config, topics[logical], timeout_s):
+            value = raw or b""
             if logical == "dlq":
                 doc = orjson.loads(value)
                 doc.pop("rejected_at", None)
@@ -181,41 +184,6 @@ def kafka_snapshot(bootstrap: str, topics: dict[str, str], timeout_s: float = 60
             rows[f"{key.decode() if key else ''}|{text}"] = [[text]]
         snap[f"kafka.{logical}"] = rows
     return snap
-
-
-def read_topic(bootstrap: str, topic: str, timeout_s: float) -> list[tuple[bytes | None, bytes]]:
-    """Every record of ``topic`` from the beginning to its end."""
-    import time
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "folio-chaos",
-            "enable.partition.eof": "true",
-            "enable.auto.commit": "false",
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        done: set[int] = set()
-        out: list[tuple[bytes | None, bytes]] = []
-        deadline = time.monotonic() + timeout_s
-        while len(done) < len(partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"did not reach the end of {topic}")
-            for msg in consumer.consume(5000, 0.2):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        done.add(int(msg.partition() or 0))
-                        continue
-                    raise RuntimeError(err.str())
-                key = msg.key()
-                out.append((key if isinstance(key, bytes) else None, bytes(msg.value() or b"")))
-        return out
-    finally:
-        consumer.close()
 
 
 @dataclass(frozen=True)
