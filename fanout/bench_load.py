@@ -2,10 +2,11 @@
 client groups, the Redis publisher, a naive broadcast server (the baseline)
 and an HTTP request generator. Nothing here runs at import time.
 
-Clients negotiate permessage-deflate, as browsers do. Every published update
-carries ``sent`` (epoch seconds at publish); a client's latency sample is its
-receipt time minus ``sent``, so it spans Redis, the server and the client's
-own queueing (the client's CPU is reported next to it for that reason).
+Clients (``fanout.bench_client``) negotiate permessage-deflate, as browsers
+do. Every published update carries ``sent`` (epoch seconds at publish); a
+client's latency sample is its receipt time minus ``sent``, so it spans
+Redis, the server and the client's own queueing (the client's CPU is
+reported next to it for that reason).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from fanout.bench_client import BenchClient
 from fanout.pubsub import RedisAddress, encode_command
 from fanout.testing import KeepAliveClient
 
@@ -66,67 +67,50 @@ class ClientStats:
                 self.latency.append(now - sent)
 
 
-async def _client(
-    port: int, spec: ClientSpec, snapshots: bool, stats: ClientStats, ready: asyncio.Event
-) -> None:
-    uri = f"ws://127.0.0.1:{port}/ws"
+async def _connect(
+    port: int, spec: ClientSpec, snapshots: bool, stats: ClientStats
+) -> BenchClient | None:
+    """One subscribed client (``fanout.bench_client``), or None (counted)."""
+    loop = asyncio.get_running_loop()
+    host = f"127.0.0.1:{port}"
     try:
-        async with connect(uri, compression="deflate", open_timeout=60, max_size=2**22) as ws:
-            stats.refused += await _subscribe(ws, spec, snapshots)
-            stats.connected += 1
-            ready.set()
-            async for frame in ws:
-                stats.record(frame, time.time())
-    except (OSError, TimeoutError, ValueError) as exc:
+        _, client = await loop.create_connection(
+            lambda: BenchClient(host, spec.token, spec.channels, snapshots, stats.record),
+            "127.0.0.1",
+            port,
+        )
+        stats.refused += await asyncio.wait_for(client.done, 60)
+    except (OSError, TimeoutError) as exc:  # ConnectionError is an OSError
         stats.failed += 1
-        ready.set()
         if stats.failed == 1:
             print(f"bench client failed: {exc!r}", flush=True)
-    except Exception:  # websockets' ConnectionClosed* and friends: count, do not crash
-        stats.failed += 1
-        ready.set()
-
-
-async def _subscribe(ws: ClientConnection, spec: ClientSpec, snapshots: bool) -> int:
-    """Auth, subscribe, then wait for the reply (and every channel's snapshot
-    when the server sends them: only then is the subscription complete).
-    Returns how many channels were refused or failed."""
-    await ws.send(orjson.dumps({"type": "auth", "token": spec.token}).decode())
-    await ws.send(orjson.dumps({"type": "subscribe", "channels": spec.channels}).decode())
-    waiting, subscribed, refused = set(spec.channels), False, 0
-    while not subscribed or (snapshots and waiting):
-        reply = orjson.loads(await ws.recv())
-        for message in reply["messages"] if reply.get("type") == "batch" else [reply]:
-            kind = message.get("type")
-            subscribed = subscribed or kind == "subscribed"
-            refused += len(message.get("denied") or ()) + (kind == "error")
-            waiting.discard(message.get("channel"))
-            waiting.difference_update(d.get("channel") for d in message.get("denied") or ())
-    return refused
+        return None
+    stats.connected += 1
+    return client
 
 
 def client_group(
     port: int, specs: list[ClientSpec], snapshots: bool, ready_q: Any, cmd_q: Any, out_q: Any
 ) -> None:
     """Process entry: connect ``specs``, report readiness, measure the window
-    the parent sends (t0, t1, drain_s), then report ``ClientStats``."""
+    the parent sends (t0, t1, drain_s), then report ``ClientStats``; a client
+    the server dropped before the end counts as failed."""
 
     async def main() -> None:
         stats = ClientStats()
-        tasks = []
+        clients: list[BenchClient] = []
         for start in range(0, len(specs), CONNECT_CHUNK):
-            events = []
-            for spec in specs[start : start + CONNECT_CHUNK]:
-                events.append(asyncio.Event())
-                tasks.append(asyncio.create_task(_client(port, spec, snapshots, stats, events[-1])))
-            await asyncio.gather(*(e.wait() for e in events))
+            chunk = specs[start : start + CONNECT_CHUNK]
+            made = await asyncio.gather(*(_connect(port, s, snapshots, stats) for s in chunk))
+            clients += [c for c in made if c is not None]
         ready_q.put((stats.connected, stats.failed, stats.refused))
         loop = asyncio.get_running_loop()
         stats.t0, stats.t1, drain_s = await loop.run_in_executor(None, cmd_q.get)
         await asyncio.sleep(max(0.0, stats.t1 + drain_s - time.time()))
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        stats.failed += sum(c.transport is None or c.transport.is_closing() for c in clients)
+        for client in clients:
+            if client.transport is not None:
+                client.transport.abort()
         out_q.put((stats.frames, stats.updates, stats.failed, stats.latency.tobytes()))
 
     asyncio.run(main())
