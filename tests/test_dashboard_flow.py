@@ -8,16 +8,20 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import redis
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.dashboard.board import DashboardUpdate
+from flows.dashboard.benchmark import Benchmark
+from flows.dashboard.board import DashboardUpdate, Deps, UserBoard
+from flows.dashboard.books import PortfolioBook
 from flows.dashboard.flow import DashboardConfig, DashboardLogic, DashboardSinks
 from flows.dashboard.shard import DashboardShard, ShardInput, Snapshotter, restore
 from flows.ingest.flow import IngestConfig, IngestSinks
 from flows.pipeline import PipelineConfig, PipelineSinks, PipelineSources, build_flow
+from flows.portfolio.ledger import PortfolioState
 from flows.valuation.flow import ValuationConfig, ValuationSinks
 from schemas.alerts import Alert, AlertKind
 from schemas.envelope import RawBatch, RawRecord
@@ -228,3 +232,25 @@ def test_at_most_one_update_per_user_per_flush_interval():
     # A known alert again changes nothing: no update even when due.
     now[0] = 5_000
     assert logic.on_batch([ShardInput([], [], [], [alert(3)])])[0] == []
+
+
+def test_snapshots_of_the_previous_layout_still_restore():
+    # What the dashboard pickled before per-card clocks, drift targets and
+    # the benchmark's recent prices existed.
+    board = UserBoard.__new__(UserBoard)
+    old_board = {"user_id": "u1", "portfolios": {}, "clock_ms": 5_000, "today": 3}
+    old_board |= {"history_rev": 0, "income_day": 2, "dirty": {"activity"}, "cards": {}}
+    board.__setstate__((None, old_board | {"transactions": [], "alerts": []}))
+    assert (board.valuation_ms, board.activity_ms, board.today) == (5_000, 5_000, 3)
+    assert board.deps == Deps() and board.targets == {} and board.dirty == {"activity"}
+    book = PortfolioBook.__new__(PortfolioBook)
+    old_book: dict[str, Any] = {"portfolio_id": "p1", "latest": None, "closes": {}, "flows": {}}
+    book.__setstate__((None, old_book | {"ledger": PortfolioState("p1")}))
+    assert book.opening is None and book.ledger.portfolio_id == "p1"
+    bench = Benchmark.__new__(Benchmark)
+    bench.__setstate__({"closes": {19_000: (1_641_600_000_123, Decimal(400))}, "rev": 1})
+    assert bench.newest_ts == 1_641_600_000_123 and bench.latest_before(2 * 10**12)
+    shard = DashboardShard.__new__(DashboardShard)
+    shard.__setstate__({"users": {}, "bench": bench, "firsts": {"AAA": (1, Decimal(1), None)}})
+    assert shard.waiting == set() and shard.rule_owners == {} and not hasattr(shard, "firsts")
+    assert shard.bench is bench

@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from flows.dashboard.books import DAY_MS
 
@@ -25,6 +26,13 @@ class Benchmark:
     accepted: int = 0  # prices accepted, ever
     recent_ts: list[int] = field(default_factory=list)  # by ts, then arrival
     recent_px: list[Decimal] = field(default_factory=list)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Snapshots of older versions lack the newer fields: defaults, and
+        # the newest close for ``newest_ts``.
+        self.__dict__.update(vars(Benchmark()) | state)
+        if self.newest_ts < 0 and self.closes:
+            self.newest_ts = max(ts for ts, _ in self.closes.values())
 
     def add(self, ts_ms: int, price: Decimal) -> bool:
         """Keep a price unless its day already has a later one; True if kept."""

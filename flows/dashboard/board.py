@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from flows.dashboard.books import DAY_MS, INCOME_TYPES, PortfolioBook, valuation_day
+from flows.dashboard.books import DAY_MS, INCOME_TYPES, PortfolioBook, set_slots, valuation_day
 from flows.dashboard.targets import DriftTarget
 from flows.portfolio.money import datetime_ms
 from flows.portfolio.valuation_record import ValuationRecord, decimal_text, iso_ms
@@ -164,6 +164,12 @@ class UserBoard:
     cards: dict[str, CardState] = field(default_factory=dict)
     transactions: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     alerts: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        set_slots(self, state, UserBoard(state[1]["user_id"]))
+        clock = state[1].get("clock_ms")  # before per-card clocks: one for all
+        if clock is not None:
+            self.valuation_ms = self.flow_ms = self.income_ms = self.activity_ms = clock
 
     def book(self, portfolio_id: str) -> PortfolioBook:
         book = self.portfolios.get(portfolio_id)

@@ -13,8 +13,9 @@ state is restored from the same epoch as the shard's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, localcontext
+from typing import Any
 
 from flows.portfolio.ledger import PortfolioState
 from flows.portfolio.money import CTX, ZERO, datetime_ms, month_key
@@ -28,6 +29,15 @@ DAY_MS = 86_400_000
 RETAIN_DAYS = 400
 EXTERNAL = frozenset({TxnType.DEPOSIT, TxnType.WITHDRAWAL})
 INCOME_TYPES = frozenset({TxnType.BUY, TxnType.SELL, TxnType.DIVIDEND, TxnType.SPLIT})
+
+
+def set_slots(obj: Any, state: tuple[None, dict[str, Any]], fresh: Any) -> None:
+    """Unpickle a slots dataclass written by an older version: fields it did
+    not have take ``fresh``'s values, fields it no longer has are dropped,
+    so recovery snapshots survive an upgrade."""
+    values = state[1]
+    for f in fields(obj):
+        setattr(obj, f.name, values[f.name] if f.name in values else getattr(fresh, f.name))
 
 
 def valuation_day(record: ValuationRecord) -> int:
@@ -46,6 +56,9 @@ class PortfolioBook:
 
     def __post_init__(self) -> None:
         self.ledger = PortfolioState(self.portfolio_id)
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        set_slots(self, state, PortfolioBook(state[1]["portfolio_id"]))
 
     def add_valuation(self, record: ValuationRecord) -> bool:
         """Keep ``record`` unless an equal or newer one is known; True if kept."""

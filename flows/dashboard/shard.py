@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from flows.alerts.stream import RuleChange
 from flows.dashboard.benchmark import Benchmark
@@ -108,6 +108,12 @@ class DashboardShard:
     rule_owners: dict[str, str] = field(default_factory=dict)  # drift rule_id -> user_id
     caches: Caches = field(default_factory=Caches, compare=False, repr=False)
     changed: set[str] = field(default_factory=set, compare=False, repr=False)  # since snapshot
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Snapshots of older versions lack the newer fields (defaults) and
+        # may carry dropped ones (ignored).
+        defaults = vars(DashboardShard())
+        self.__dict__.update(defaults | {k: v for k, v in state.items() if k in defaults})
 
     def board(self, user_id: str) -> UserBoard:
         board = self.users.get(user_id)
