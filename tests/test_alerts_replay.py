@@ -7,7 +7,7 @@ import pickle
 import random
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flows.alerts import RuleBook
@@ -218,3 +218,45 @@ def test_engine_matches_reference_and_snapshots(specs, walk, cut):
             book = pickle.loads(pickle.dumps(book))
         steps += [(i, alert.rule_id) for alert in book.on_price("X", price, at)]
     assert sorted(steps) == reference(rules, prices)
+
+
+stale_event = st.one_of(
+    st.tuples(st.just("price"), st.sampled_from(["A", "B"]), st.integers(-1_500, 0)),
+    st.tuples(st.just("wm"), st.integers(1, 4_000)),
+    st.tuples(st.sampled_from(["pause", "resume"]), st.sampled_from(["a1", "a2", "b1"])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=st.lists(stale_event, max_size=40))
+# a price re-arms a fired rule; a symbol's first price is older than its silence
+@example(events=[("price", "A", 0), ("wm", 3_500), ("price", "A", 0), ("wm", 1_600)])
+@example(events=[("wm", 1_000), ("price", "A", -1_500), ("wm", 1_000)])
+def test_watermarks_that_skip_quiet_feeds_fire_as_a_full_scan(events):
+    """feed_stale rules are looked at only once one may fire: the same
+    alerts as looking at every symbol on every watermark (prices, late
+    prices, pauses and resumes in between)."""
+    rules = {
+        "a1": mk("a1", "feed_stale", "1.5", symbol="A"),
+        "a2": mk("a2", "feed_stale", "3", symbol="A"),
+        "b1": mk("b1", "feed_stale", "2", symbol="B"),
+    }
+    fast, full = book_with(*rules.values()), book_with(*rules.values())
+    clock, got, expected = T0, [], []
+    for step in events:
+        if step[0] == "price":
+            clock += 100
+            for book in (fast, full):
+                book.on_price(step[1], Decimal(10), clock + step[2])
+        elif step[0] == "wm":
+            clock += step[1]
+            got += fast.on_watermark(clock)
+            full._stale_due = None  # look at every symbol
+            expected += full.on_watermark(clock)
+        else:
+            rule = rules[step[1]]
+            version = (fast.get(rule.rule_id) or rule).version + 1
+            changed = rule.model_copy(update={"active": step[0] == "resume", "version": version})
+            for book in (fast, full):
+                book.upsert(changed)
+    assert [a.model_dump() for a in got] == [a.model_dump() for a in expected]

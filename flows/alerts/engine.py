@@ -36,16 +36,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from flows.alerts import placement, portfolio, render
 from flows.alerts.ladder import Ladder
-from flows.alerts.numbers import CTX, HUNDRED, ZERO, q6, seconds
+from flows.alerts.numbers import CTX, HUNDRED, THOUSAND, ZERO, q6, seconds
 from flows.alerts.placement import Books
 from flows.alerts.state import RuleState, Series
-from schemas.alerts import Alert, AlertRule
+from schemas.alerts import Alert, AlertKind, AlertRule
 
 log = logging.getLogger(__name__)
+
+_NEVER = 2**63
+
+
+def _ceil_ms(seconds_: Decimal) -> int:
+    return int(CTX.multiply(seconds_, THOUSAND).to_integral_value(rounding=ROUND_CEILING))
 
 
 class RuleBook:
@@ -56,10 +62,18 @@ class RuleBook:
         self._rules: dict[str, RuleState] = {}
         self._books = Books()
         self._watermark: int | None = None
+        # No feed_stale rule can fire before this watermark (None: look at
+        # the next one). Prices only push it later; placing a rule or
+        # re-arming one resets it.
+        self._stale_due: int | None = None
         self.observations = 0  # inputs received (prices, valuations, dividends)
         self.evaluations = 0  # rules examined by those inputs and watermarks
         self.ignored = 0  # replayed or duplicate inputs dropped
         self.suppressed = 0  # crossings swallowed by a cooldown
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_stale_due", None)  # snapshots from before it existed
 
     # -- rules -------------------------------------------------------------
 
@@ -72,6 +86,7 @@ class RuleBook:
 
     def upsert(self, rule: AlertRule) -> None:
         """Add, change, pause or resume a rule (see the module docstring)."""
+        self._stale_due = None
         current = self._rules.get(rule.rule_id)
         if current is None:
             self._start(RuleState(rule))
@@ -88,6 +103,8 @@ class RuleBook:
         if old.active and not rule.active:
             placement.unplace(self._books, current)
         elif rule.active and not old.active:
+            if rule.kind is AlertKind.FEED_STALE:
+                self._refresh_staleness(str(rule.symbol))
             placement.place(self._books, current, resume=True)
 
     def remove(self, rule_id: str) -> bool:
@@ -162,9 +179,12 @@ class RuleBook:
         if series.moves:
             self._moves(series, price, ts_ms, alerts)
         if book.stale_rules:
+            if book.since_ms is not None:  # first price: it may be older than since_ms
+                self._stale_due = None
             book.staleness, book.since_ms = ZERO, None
             if book.stale.disarmed:
                 self._crossed(book.stale, ZERO, ts_ms)  # a fresh price only re-arms
+                self._stale_due = None
         return alerts
 
     def on_valuation(
@@ -233,11 +253,17 @@ class RuleBook:
         """Event time has reached ``ts_ms``: evaluate feed_stale rules. A
         symbol never priced counts as silent from the first watermark after
         it got a feed_stale rule. A watermark not after the previous one is
-        ignored. Cost: O(symbols with feed_stale rules)."""
+        ignored. Cost: O(1) until the earliest moment a feed_stale rule could
+        fire (as of the last look), then O(symbols with feed_stale rules):
+        with a live feed, about once per smallest staleness threshold, not
+        on every watermark."""
         if self._watermark is not None and ts_ms <= self._watermark:
             return []
         self._watermark = ts_ms
+        if self._stale_due is not None and ts_ms < self._stale_due:
+            return []
         alerts: list[Alert] = []
+        due = _NEVER
         for symbol in self._books.stale_symbols:
             book = self._books.symbols[symbol]
             since = book.series.last_ts
@@ -248,7 +274,20 @@ class RuleBook:
             book.staleness = seconds(max(0, ts_ms - since))
             for state in self._crossed(book.stale, book.staleness, ts_ms):
                 alerts.append(render.feed_stale(state.rule, since, book.staleness, ts_ms))
+            if book.stale.armed:  # staleness >= threshold <=> ms since >= ceil(threshold in ms)
+                due = min(due, since + _ceil_ms(book.stale.armed[0][0]))
+        self._stale_due = due
         return alerts
+
+    def _refresh_staleness(self, symbol: str) -> None:
+        """A symbol's staleness as of the latest watermark (watermarks skip
+        symbols that cannot fire): what a resumed feed_stale rule compares."""
+        book = self._books.symbols.get(symbol)
+        if book is None or self._watermark is None:
+            return
+        since = book.series.last_ts if book.series.last_ts is not None else book.since_ms
+        if since is not None:
+            book.staleness = seconds(max(0, self._watermark - since))
 
     def stats(self) -> dict[str, int]:
         return {
