@@ -150,11 +150,10 @@ class RuleBook:
     def _moves(self, series: Series, value: Decimal, ts_ms: int, alerts: list[Alert]) -> None:
         for rules in series.moves.values():
             window = rules.window
-            window.push(ts_ms, value)
             armed, disarmed = rules.ladder.armed, rules.ladder.disarmed
             fire_at = armed[0][0] if armed else None
             rearm_below = disarmed[-1][0] if disarmed else None
-            if (armed or disarmed) and window.may_act(value, fire_at, rearm_below):
+            if window.push(ts_ms, value, fire_at, rearm_below):
                 move = window.move(value)
                 for state in self._crossed(rules.ladder, move.size, ts_ms):
                     alerts.append(render.pct_move(state.rule, move, value, ts_ms))
@@ -168,14 +167,23 @@ class RuleBook:
         if book is None:
             return []
         series = book.series
-        if not series.accept(ts_ms, price):
+        if series.last_ts is not None and ts_ms <= series.last_ts:  # Series.accept, inlined
             self.ignored += 1
             return []
+        series.last_ts, series.last_value = ts_ms, price
         alerts: list[Alert] = []
-        for ladder in (series.above, series.below):
-            if ladder.armed or ladder.disarmed:
-                for state in self._crossed(ladder, price, ts_ms):
-                    alerts.append(render.price_crossing(state.rule, price, ts_ms))
+        # Most prices change no rule's state: the ladders' ends say so
+        # without a call (Ladder.observe does the same checks first).
+        ladder = series.above
+        armed, disarmed = ladder.armed, ladder.disarmed
+        if (armed and armed[0][0] <= price) or (disarmed and disarmed[-1][0] > price):
+            for state in self._crossed(ladder, price, ts_ms):
+                alerts.append(render.price_crossing(state.rule, price, ts_ms))
+        ladder = series.below  # keys negated
+        armed, disarmed = ladder.armed, ladder.disarmed
+        if (armed and armed[0][0] <= -price) or (disarmed and disarmed[-1][0] > -price):
+            for state in self._crossed(ladder, price, ts_ms):
+                alerts.append(render.price_crossing(state.rule, price, ts_ms))
         if series.moves:
             self._moves(series, price, ts_ms, alerts)
         if book.stale_rules:

@@ -38,29 +38,36 @@ class MoveWindow:
     lows: deque[Point] = field(default_factory=deque)
     highs: deque[Point] = field(default_factory=deque)
 
-    def push(self, ts_ms: int, value: Decimal) -> None:
-        """Add an observation; ``ts_ms`` must not decrease between calls."""
+    def push(
+        self,
+        ts_ms: int,
+        value: Decimal,
+        fire_at: Decimal | None = None,
+        rearm_below: Decimal | None = None,
+    ) -> bool:
+        """Add an observation (``ts_ms`` must not decrease between calls).
+        Returns False only if the move of ``value``, as ``move`` would report
+        it, is certainly below ``fire_at`` and certainly not below
+        ``rearm_below`` (None: no such rules): multiplications only, so most
+        observations of a quiet series skip ``move`` (a division, a rounding
+        and an allocation)."""
         lows, highs = self.lows, self.highs
+        point = (ts_ms, value)
         while lows and lows[-1][1] >= value:
             lows.pop()
-        lows.append((ts_ms, value))
+        lows.append(point)
         while highs and highs[-1][1] <= value:
             highs.pop()
-        highs.append((ts_ms, value))
+        highs.append(point)
         cutoff = ts_ms - self.window_ms
         # The newest point is never evicted, so neither deque empties.
         while lows[0][0] < cutoff:
             lows.popleft()
         while highs[0][0] < cutoff:
             highs.popleft()
-
-    def may_act(self, value: Decimal, fire_at: Decimal | None, rearm_below: Decimal | None) -> bool:
-        """False only if the move of ``value`` (the latest observation), as
-        ``move`` would report it, is certainly below ``fire_at`` and certainly
-        not below ``rearm_below`` (None: no such rules). Multiplications
-        only: most observations of a quiet series skip ``move`` (a division,
-        a rounding and an allocation)."""
-        low, high = self.lows[0][1], self.highs[0][1]
+        if fire_at is None and rearm_below is None:
+            return False
+        low, high = lows[0][1], highs[0][1]
         if low <= 0 or high <= 0:
             return True
         rise = CTX.multiply(CTX.subtract(value, low), HUNDRED)  # percent x low
