@@ -22,7 +22,7 @@ SUITES: dict[str, tuple[str, list[str], list[str]]] = {
     # name: (module, full arguments, --quick arguments)
     "ingest": ("benchmarks.ingest_bench", ["--mode", "both"], ["--quick"]),
     "valuation": ("benchmarks.valuation_bench", [], ["--quick"]),
-    "alerts": ("benchmarks.alerts_bench", [], ["--rules", "20000", "--observations", "100000"]),
+    "alerts": ("benchmarks.alerts_bench", [], ["--quick"]),
     "history": ("benchmarks.history_bench", [], ["--symbols", "100"]),
     "fanout": ("fanout.bench", [], ["--quick"]),
     "chaos": ("benchmarks.chaos_bench", [], ["--quick"]),
