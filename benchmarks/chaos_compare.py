@@ -169,19 +169,28 @@ def clickhouse_snapshot(dsn: str, database: str, env: dict[str, str] | None = No
 
 
 def kafka_snapshot(bootstrap: str, topics: dict[str, str], timeout_s: float = 60.0) -> Snapshot:
-    """Distinct messages of each output topic (``rejected_at`` dropped from dead letters)."""
+    """Distinct messages of each output topic, keyed by message key and text.
+
+    Dead letters are keyed by their message key alone (source topic/partition/
+    offset: one per rejected record) with ``rejected_at`` dropped, so a dead
+    letter that came out different reads as *different* (or *duplicated*, if
+    a replay wrote both versions), and only a lost one as *missing*."""
     snap: Snapshot = {}
     config = {"bootstrap.servers": bootstrap}
     for logical in OUTPUT_TOPICS:
         rows: Rows = {}
         for _, _, key, raw in read_topic(config, topics[logical], timeout_s):
-            value = raw or b""
+            value, name = raw or b"", key.decode() if key else ""
             if logical == "dlq":
                 doc = orjson.loads(value)
                 doc.pop("rejected_at", None)
-                value = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+                text = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+                versions = rows.setdefault(name, [])
+                if [text] not in versions:
+                    versions.append([text])
+                continue
             text = value.decode()
-            rows[f"{key.decode() if key else ''}|{text}"] = [[text]]
+            rows[f"{name}|{text}"] = [[text]]
         snap[f"kafka.{logical}"] = rows
     return snap
 
