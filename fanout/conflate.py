@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fanout import metrics
+from fanout import metrics, wire
 
 
 @dataclass(slots=True)
@@ -47,6 +47,17 @@ class Outgoing:
     raw: bytes | None = None
     received_at: float | None = None
     event_ms: int | None = None
+
+
+@dataclass(slots=True)
+class Frame:
+    """What the writer sends: the bytes, how many channel messages they hold,
+    and the oldest update's ``received_at`` / ``event_ms`` (latency)."""
+
+    data: bytes
+    messages: int
+    received_at: float | None
+    event_ms: int | None
 
 
 def _newer(candidate: int | None, than: int | None) -> bool:
@@ -87,7 +98,7 @@ class _StateSlot:
     def ready(self) -> bool:
         return self.pending is not None and not self.awaiting_snapshot
 
-    def take(self, channel: str) -> Outgoing:
+    def _advance(self) -> tuple[Update, str]:
         update = self.pending
         assert update is not None
         self.seq += 1
@@ -95,9 +106,20 @@ class _StateSlot:
             self.sent_version = update.version
         kind = "snapshot" if self.is_snapshot else "update"
         self.pending, self.is_snapshot = None, False
+        return update, kind
+
+    def take(self, channel: str) -> Outgoing:
+        update, kind = self._advance()
         return Outgoing(
             kind, channel, self.seq, update.payload, update.raw, update.received_at, update.event_ms
         )
+
+    def take_bytes(self, channel: str) -> tuple[bytes, Update | None]:
+        """The message's bytes, and the update when it is one (for latency)."""
+        update, kind = self._advance()
+        payload = update.raw if update.raw is not None else wire.dumps(update.payload)
+        message = wire.channel_message(kind, channel, self.seq, payload)
+        return message, (update if kind == "update" else None)
 
 
 def _card_version(card: Any) -> int | None:
@@ -185,6 +207,13 @@ class _UserSlot:
         self.is_snapshot, self.received_at = False, None
         return out
 
+    def take_bytes(self, channel: str) -> tuple[bytes, Update | None]:
+        out = self.take(channel)
+        message = wire.channel_message(out.type, channel, out.seq, wire.dumps(out.payload))
+        if out.type != "update":
+            return message, None
+        return message, Update(None, None, None, out.received_at)  # its latency sample
+
 
 _Slot = _StateSlot | _UserSlot
 
@@ -270,6 +299,34 @@ class Mailbox:
         if self._counts:
             self._flush_counts()
         return control, out
+
+    def take_frame(self) -> Frame | None:
+        """``take`` for the writer: the frame's bytes built in the same pass
+        (no object per message), with what its latency sample needs."""
+        parts = [wire.dumps(c) for c in self._control]
+        self._control = []
+        received: float | None = None
+        produced: int | None = None
+        count = 0
+        for name, slot in self._slots.items():
+            if not slot.ready():
+                continue
+            message, update = slot.take_bytes(name)
+            parts.append(message)
+            count += 1
+            if update is not None:  # the oldest update's times
+                at, made = update.received_at, update.event_ms
+                if at is not None and (received is None or at < received):
+                    received = at
+                if made is not None and (produced is None or made < produced):
+                    produced = made
+        self._urgent = False
+        if self._counts:
+            self._flush_counts()
+        if not parts:
+            return None
+        self._last_frame = self._clock()
+        return Frame(wire.frame(parts), count, received, produced)
 
     def _flush_counts(self) -> None:
         for reason, count in self._counts.items():

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from fanout import wire
 from fanout.conflate import Outgoing
 from fanout.errors import ProtocolViolation
 
@@ -72,33 +73,12 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
     return ClientMessage(kind, channels=tuple(channels))
 
 
-def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=str)
-
-
-_PREFIXES: dict[tuple[str, str], bytes] = {}
-_MAX_PREFIXES = 100_000  # channels are client-chosen: bound the cache
-
-
 def encode_message(message: Outgoing) -> bytes:
-    """One channel message; the payload's original JSON bytes are reused.
-    The ``{"type","channel","seq":`` prefix is cached per (type, channel)."""
-    key = (message.type, message.channel)
-    prefix = _PREFIXES.get(key)
-    if prefix is None:
-        prefix = b'{"type":"%s","channel":%s,"seq":' % (
-            message.type.encode(),
-            _dumps(message.channel),
-        )
-        if len(_PREFIXES) < _MAX_PREFIXES:
-            _PREFIXES[key] = prefix
-    payload = message.raw if message.raw is not None else _dumps(message.payload)
-    return b'%s%d,"payload":%s}' % (prefix, message.seq, payload)
+    """One channel message; the payload's original JSON bytes are reused."""
+    payload = message.raw if message.raw is not None else wire.dumps(message.payload)
+    return wire.channel_message(message.type, message.channel, message.seq, payload)
 
 
 def encode_frame(control: list[dict[str, Any]], messages: list[Outgoing]) -> bytes:
     """Control replies first, then channel messages; a batch when several."""
-    parts = [_dumps(c) for c in control] + [encode_message(m) for m in messages]
-    if len(parts) == 1:
-        return parts[0]
-    return b'{"type":"batch","messages":[' + b",".join(parts) + b"]}"
+    return wire.frame([wire.dumps(c) for c in control] + [encode_message(m) for m in messages])

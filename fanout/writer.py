@@ -28,8 +28,7 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 
 from fanout import metrics
-from fanout.conflate import Mailbox, Outgoing
-from fanout.protocol import encode_frame
+from fanout.conflate import Frame, Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -131,20 +130,19 @@ class FrameWriter:
         if delay > self._flusher.slack_s:
             self.wake()
             return None
-        control, out = self._mailbox.take()
-        if not control and not out:
+        frame = self._mailbox.take_frame()
+        if frame is None:
             return None
-        frame = encode_frame(control, out)
-        if self._may_block(len(frame)):
-            self._sending = asyncio.create_task(self._send_slowly(frame, out))
+        if self._may_block(len(frame.data)):
+            self._sending = asyncio.create_task(self._send_slowly(frame))
             return None
         try:  # room below the high-water mark: write now, nothing to await
-            broadcast((self._ws,), frame, raise_exceptions=True, text=True)
+            broadcast((self._ws,), frame.data, raise_exceptions=True, text=True)
         except ExceptionGroup:  # the transport failed: the reader sees the close
             self._closed = True
             return None
-        observe_latency(out)
-        return len(out)
+        observe_latency(frame)
+        return frame.messages
 
     def _may_block(self, size: int) -> bool:
         """Whether writing ``size`` more bytes would pause the socket."""
@@ -153,10 +151,10 @@ class FrameWriter:
         buffered = self._ws.transport.get_write_buffer_size()
         return buffered + size + _FRAME_HEADER >= self._ws.write_limit_high
 
-    async def _send_slowly(self, frame: bytes, out: list[Outgoing]) -> None:
+    async def _send_slowly(self, frame: Frame) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._ws.send(frame, text=True)
+                await self._ws.send(frame.data, text=True)
         except TimeoutError:
             self._closed = True
             await self._on_blocked()
@@ -167,26 +165,16 @@ class FrameWriter:
         finally:
             self._sending = None
         metrics.FRAMES.inc()
-        metrics.DELIVERED.inc(len(out))
-        observe_latency(out)
+        metrics.DELIVERED.inc(frame.messages)
+        observe_latency(frame)
         self.wake()  # whatever arrived meanwhile
 
 
-def observe_latency(out: list[Outgoing]) -> None:
-    """One latency sample per frame: its oldest update's (one pass)."""
-    received: float | None = None
-    produced: int | None = None
-    for message in out:
-        if message.type != "update":
-            continue
-        at, made = message.received_at, message.event_ms
-        if at is not None and (received is None or at < received):
-            received = at
-        if made is not None and (produced is None or made < produced):
-            produced = made
-    if received is not None:
-        metrics.LATENCY_FANOUT.observe(time.monotonic() - received)
-    if produced is not None:
-        age_ms = time.time() * 1000 - produced
+def observe_latency(frame: Frame) -> None:
+    """One latency sample per frame: its oldest update's."""
+    if frame.received_at is not None:
+        metrics.LATENCY_FANOUT.observe(time.monotonic() - frame.received_at)
+    if frame.event_ms is not None:
+        age_ms = time.time() * 1000 - frame.event_ms
         if 0 <= age_ms <= 3_600_000:  # ignore versions that are not recent epoch ms
             metrics.LATENCY_END_TO_END.observe(age_ms / 1000)

@@ -175,6 +175,25 @@ def test_frames_batch_several_messages_and_reuse_raw_payload():
     assert single == {"type": "pong"}
 
 
+def test_take_frame_sends_what_take_would_and_the_oldest_update_times():
+    boxes = [Mailbox(0, clock=FakeClock()) for _ in range(2)]
+    for box in boxes:
+        for name in ("prices:A", "prices:B", "user"):
+            box.open(name, merge_user=name == "user")
+            box.offer_snapshot(name, _update(1, price="1.00"))
+        box.take()
+        box.control({"type": "pong"})
+        box.offer("prices:B", Update({"version": 5}, b'{"version":5}', 5, 7.0, 1_700_000_000_005))
+        box.offer("prices:A", Update({"version": 6}, None, 6, 9.0, 1_700_000_000_002))
+        box.offer("user", Update({"type": "alert", "alert": {"n": 1}}, None, None, 8.0))
+    control, out = boxes[0].take()
+    frame = boxes[1].take_frame()
+    assert frame is not None
+    assert frame.data == encode_frame(control, out)
+    assert (frame.messages, frame.received_at, frame.event_ms) == (3, 7.0, 1_700_000_000_002)
+    assert boxes[1].take_frame() is None and boxes[0].take() == ([], [])
+
+
 def test_client_messages_are_validated():
     assert parse_client_message('{"type":"subscribe","channels":["user"]}').channels == ("user",)
     assert parse_client_message('{"type":"snapshot","channel":"user"}').channels == ("user",)
