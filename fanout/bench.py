@@ -2,11 +2,13 @@
 
     python -m fanout.bench [--quick] [--clients 1000] [--client-procs 4]
         [--symbols 1000] [--per-client 10] [--rate 10000] [--seconds 10]
-        [--intervals 0,50,250] [--http-rate 1000] [--no-naive]
+        [--intervals 0,50,250] [--http-rate 1000] [--http-connections 32]
+        [--no-naive] [--no-compression]
 
-Per conflation interval a fresh server process (``run_server``, compression
-on) takes ``--clients`` websocket clients spread over ``--client-procs``
-processes; each client subscribes to ``--per-client`` price channels and its
+Per conflation interval a fresh server process (``run_server``,
+permessage-deflate unless ``--no-compression``) takes ``--clients`` websocket
+clients spread over ``--client-procs`` processes; each client subscribes to
+``--per-client`` price channels and its
 own ``portfolio:{id}`` (each client is a distinct user owning one portfolio
 in a throw-away Postgres database, so ownership is really checked). The
 publisher sends ``--rate`` price updates/s round-robin over ``--symbols``
@@ -211,7 +213,7 @@ def _bucketquantile(before: dict[float, float], after: dict[float, float], q: fl
 def _config(args: argparse.Namespace, dsn: str, interval: int) -> FanoutConfig:
     return FanoutConfig(
         "127.0.0.1", 0, args.redis_url, args.prefix, dsn, SECRET, conflation_ms=interval,
-        compression=True, max_connections_per_user=10, redis_max_connections=64,
+        compression=args.compression, max_connections_per_user=10, redis_max_connections=64,
     )  # fmt: skip
 
 
@@ -246,7 +248,8 @@ def report(
 ) -> str:
     lines = [
         f"Fan-out: {args.clients} websocket clients ({args.client_procs} processes, "
-        f"permessage-deflate) x {args.per_client} price channels + own portfolio; "
+        f"{'permessage-deflate' if args.compression else 'no compression'}) x "
+        f"{args.per_client} price channels + own portfolio; "
         f"{args.rate:,.0f} price updates/s over {args.symbols:,} symbols + "
         f"{args.clients:,} valuations/s; {args.seconds:g} s measured; {os.cpu_count()} cores "
         "shared by server, clients, publisher and Redis (1-minute load average at the start "
@@ -294,6 +297,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--seconds", type=float, default=10.0, help="measured seconds per phase")
     add("--intervals", default="0,50,250", help="conflation intervals (ms) to run")
     add("--naive", action=argparse.BooleanOptionalAction, default=True)
+    add("--compression", action=argparse.BooleanOptionalAction, default=True,
+        help="permessage-deflate (browsers ask for it; off: what it costs)")  # fmt: skip
     add("--http-rate", type=float, default=1000.0)
     add("--http-seconds", type=float, default=10.0)
     add("--http-connections", type=int, default=32, help="kept-alive connections")
@@ -320,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
                        (serve_process, _config(args, dsn, interval)))  # fmt: skip
             if args.naive:
                 _phase(failures, "naive broadcast", rows.append, args, "naive broadcast", None,
-                       (naive_server, args.redis_url, args.prefix))  # fmt: skip
+                       (naive_server, args.redis_url, args.prefix, args.compression))  # fmt: skip
             if args.http_rate > 0:
                 try:
                     http = run_http(_config(args, dsn, 250), SECRET, args.clients, args.http_rate,
