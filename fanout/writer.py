@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 
 from fanout import metrics
 from fanout.conflate import Frame, Mailbox
+from fanout.framing import DirectText
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class FrameWriter:
         self._scheduled = False
         self._closed = False
         self._sending: asyncio.Task[None] | None = None
+        self._direct = DirectText(ws)
         mailbox.notify = self.wake
 
     def wake(self) -> None:
@@ -137,7 +139,8 @@ class FrameWriter:
             self._sending = asyncio.create_task(self._send_slowly(frame))
             return None
         try:  # room below the high-water mark: write now, nothing to await
-            broadcast((self._ws,), frame.data, raise_exceptions=True, text=True)
+            if not self._direct.send(frame.data):
+                broadcast((self._ws,), frame.data, raise_exceptions=True, text=True)
         except ExceptionGroup:  # the transport failed: the reader sees the close
             self._closed = True
             return None
