@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from typing import Any
 
 import orjson
 import pytest
@@ -19,7 +20,7 @@ from fanout.testing import add_portfolios, client, running_server, temporary_dat
 
 SECRET = "framing-test-secret-0123456789abcdef"
 
-NEGOTIATIONS = {
+NEGOTIATIONS: dict[str, dict[str, Any]] = {
     "none": {"compression": None},
     "deflate": {"compression": "deflate"},
     "deflate, no context takeover": {
@@ -51,7 +52,7 @@ def test_updates_decode_for_every_negotiated_compression(dsn, negotiation):
 
     async def scenario():
         async with running_server(config) as server:
-            kwargs = {"max_size": 1 << 20, **NEGOTIATIONS[negotiation]}
+            kwargs: dict[str, Any] = {"max_size": 1 << 20, **NEGOTIATIONS[negotiation]}
             async with client(server.port, token, **kwargs) as ws:
                 await ws.send({"type": "subscribe", "channels": ["prices:AAA"]})
                 await ws.recv_until(lambda m: m.get("channel") == "prices:AAA")  # snapshot
