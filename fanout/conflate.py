@@ -74,15 +74,21 @@ class _StateSlot:
     is_snapshot: bool = False
     pending: Update | None = None
 
-    def offer(self, update: Update, counts: dict[str, int]) -> None:
-        if not _newer(update.version, self.sent_version) or (
-            self.pending is not None and not _newer(update.version, self.pending.version)
+    def offer(self, update: Update, counts: dict[str, int]) -> bool:
+        """Keep ``update`` if newer; True when the slot just became sendable
+        (a slot that already was has had its writer woken: no second wake)."""
+        version, pending = update.version, self.pending
+        if version is not None and (
+            (self.sent_version is not None and version <= self.sent_version)
+            or (pending is not None and pending.version is not None and version <= pending.version)
         ):
             counts["stale"] += 1
-            return
-        if self.pending is not None:
-            counts["conflated"] += 1
+            return False
         self.pending = update
+        if pending is not None:
+            counts["conflated"] += 1
+            return False
+        return not self.awaiting_snapshot
 
     def snapshot(self, update: Update) -> None:
         pending = self.pending
@@ -147,7 +153,8 @@ class _UserSlot:
     is_snapshot: bool = False
     received_at: float | None = None
 
-    def offer(self, update: Update, counts: dict[str, int]) -> None:
+    def offer(self, update: Update, counts: dict[str, int]) -> bool:
+        """Merge ``update``; True when the slot is sendable (wake the writer)."""
         body = update.payload if isinstance(update.payload, dict) else {}
         if body.get("type") == "cards" and isinstance(body.get("cards"), dict):
             for name, card in body["cards"].items():
@@ -159,8 +166,9 @@ class _UserSlot:
             self.alerts.append(body["alert"])
         else:
             counts["malformed"] += 1
-            return
+            return False
         self.received_at = self.received_at or update.received_at
+        return self.ready()
 
     def _offer_card(self, name: str, card: Any, counts: dict[str, int]) -> None:
         version = _card_version(card)
@@ -262,8 +270,7 @@ class Mailbox:
         slot = self._slots.get(channel)
         if slot is None:
             return  # unsubscribed while the message was in flight
-        slot.offer(update, self._counts)
-        if slot.ready():
+        if slot.offer(update, self._counts):
             self.notify()
 
     def offer_snapshot(self, channel: str, update: Update) -> None:
