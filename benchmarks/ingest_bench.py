@@ -161,6 +161,9 @@ def stop_perf(proc: subprocess.Popen[str] | None) -> float | None:
 
 def run_flow(run: Run, chdb_dir: str) -> dict[str, Any]:
     """In a child process: the ingest flow with every real sink, timed."""
+    from folio.runtime import tune_gc
+
+    tune_gc()  # as ``folio run`` does
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 

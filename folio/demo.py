@@ -29,6 +29,7 @@ from folio.commands.pipeline import install_stop_handlers
 from folio.commands.serve import fanout_config, history_reader
 from folio.commands.stack import stack_config
 from folio.fanout_thread import BackgroundFanout
+from folio.runtime import tune_gc
 from folio.settings import Settings
 from folio.store import open_store
 from folio.wiring import pipeline_flow, topic_partitions
@@ -247,6 +248,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> None:
         progress = Progress(console)
         threading.Thread(target=progress.run, args=(progress_stop,), daemon=True).start()
         try:
+            tune_gc()
             cli_main(pipeline_flow(settings, False, clickhouse, stop), workers_per_process=1)
         finally:
             feed_stop.set()

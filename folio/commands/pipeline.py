@@ -79,6 +79,7 @@ def run(
     from bytewax.run import cli_main
 
     from connectors.kafka.admin import ping
+    from folio.runtime import tune_gc
     from folio.wiring import pipeline_flow, recovery_config
 
     settings: Settings = ctx.obj
@@ -98,6 +99,7 @@ def run(
     with store as clickhouse:
         flow = pipeline_flow(settings, exit_at_end, clickhouse, stop)
         log.info("pipeline_starting", extra={"workers": workers, "exit_at_end": exit_at_end})
+        tune_gc()
         cli_main(
             flow,
             workers_per_process=workers,
