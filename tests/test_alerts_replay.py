@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 
 from flows.alerts import RuleBook
 from flows.alerts.numbers import percent_change
+from flows.alerts.stream import PortfolioAlertLogic, PortfolioAlerts, PriceAlertLogic, PriceAlerts
+from flows.ingest.records import SourcedTick
 from schemas.alerts import AlertKind, AlertRule
+from schemas.fast import TickRow
 from tests.test_alerts_support import T0, Event, book_with, mk, run
 
 SYMBOLS = ["AAPL", "MSFT", "KO", "BND", "GLD"]
@@ -260,3 +263,28 @@ def test_watermarks_that_skip_quiet_feeds_fire_as_a_full_scan(events):
             for book in (fast, full):
                 book.upsert(changed)
     assert [a.model_dump() for a in got] == [a.model_dump() for a in expected]
+
+
+def test_alert_steps_snapshot_as_bytes_and_resume_from_them():
+    """The Bytewax steps snapshot their state pickled (no deep copy); a step
+    built from that snapshot carries on where the first left off."""
+
+    def ticks(*prices: tuple[str, int]) -> list[SourcedTick]:
+        rows = [TickRow("A", Decimal(p), T0 + at, "x", None, "USD", None) for p, at in prices]
+        return [SourcedTick(row, "ticks", 0, n, b"") for n, row in enumerate(rows)]
+
+    clock = lambda: T0  # noqa: E731 - a fixed clock
+    up = mk("up", "price_above", "10", symbol="A")
+    first = PriceAlertLogic(PriceAlerts(), clock)
+    [fired], _ = first.on_batch([("rules", [("up", up)]), ("prices", ticks(("11", 1)))])
+    snapshot = first.snapshot()
+    assert isinstance(snapshot, bytes)
+    second = PriceAlertLogic(snapshot, clock)
+    assert second.on_batch([("prices", ticks(("12", 2)))]) == ([], False)  # still disarmed
+    [again], _ = second.on_batch([("prices", ticks(("9", 3), ("10", 4)))])
+    assert [a.observed for a in fired + again] == [Decimal(11), Decimal(10)]
+
+    portfolio = PortfolioAlertLogic(PortfolioAlerts())
+    portfolio.on_batch([("rules", [("up", None)])])
+    assert isinstance(PortfolioAlertLogic(portfolio.snapshot()).state, PortfolioAlerts)
+    assert isinstance(PortfolioAlertLogic(RuleBook()).state, PortfolioAlerts)  # older snapshots

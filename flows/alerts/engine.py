@@ -38,7 +38,7 @@ import logging
 from collections.abc import Mapping
 from decimal import ROUND_CEILING, Decimal
 
-from flows.alerts import placement, portfolio, render
+from flows.alerts import placement, portfolio, render, snapshot
 from flows.alerts.ladder import Ladder
 from flows.alerts.numbers import CTX, HUNDRED, THOUSAND, ZERO, q6, seconds
 from flows.alerts.placement import Books
@@ -71,9 +71,15 @@ class RuleBook:
         self.ignored = 0  # replayed or duplicate inputs dropped
         self.suppressed = 0  # crossings swallowed by a cooldown
 
+    def __getstate__(self) -> dict[str, object]:
+        return snapshot.get_state(self.__dict__)
+
     def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("_stale_due", None)  # snapshots from before it existed
+        self.__dict__.update(snapshot.set_state(state))
+
+    def _changed(self) -> None:
+        """The rule set changed: the pickled rules must be made again."""
+        self.__dict__[snapshot.BLOB] = None
 
     # -- rules -------------------------------------------------------------
 
@@ -100,6 +106,7 @@ class RuleBook:
             self._start(RuleState(rule))
             return
         current.rule = rule
+        self._changed()
         if old.active and not rule.active:
             placement.unplace(self._books, current)
         elif rule.active and not old.active:
@@ -116,12 +123,14 @@ class RuleBook:
         return True
 
     def _start(self, state: RuleState) -> None:
+        self._changed()
         self._rules[state.rule.rule_id] = state
         placement.attach(self._books, state)
         if state.rule.active:
             placement.place(self._books, state, resume=False)
 
     def _stop(self, state: RuleState) -> None:
+        self._changed()
         if state.rule.active:
             placement.unplace(self._books, state)
         placement.detach(self._books, state)

@@ -18,7 +18,7 @@ input lives in the snapshotted state.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -152,14 +152,28 @@ class PriceAlerts:
 ShardIn = tuple[str, Any]  # ("rules", [RuleChange]) or ("prices", [SourcedTick])
 
 
-class PriceAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PriceAlerts]):
-    def __init__(self, state: PriceAlerts, clock: Clock, rule_partitions: int = 0) -> None:
-        self.state = state
+def _freeze(state: object) -> bytes:
+    """A snapshot: the state pickled now, once. A deep copy (Bytewax may
+    serialise the snapshot later) costs twice a pickle, and Bytewax then
+    pickled the copy again: ~12 s of CPU per epoch with 100,000 rules, ~3.6 s
+    this way."""
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _thaw(state: Any) -> Any:
+    """Resume from a snapshot: bytes, or the object older versions stored."""
+    return pickle.loads(state) if isinstance(state, bytes) else state
+
+
+class PriceAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], bytes]):
+    def __init__(self, state: PriceAlerts | bytes, clock: Clock, rule_partitions: int = 0) -> None:
+        restored: PriceAlerts = _thaw(state)
+        self.state = restored
         self.clock = clock
         # Built once per execution: a restored shard's downtime is not a quiet
         # feed, and the rules are awaited again.
-        state.newest_at_sys_ms = restarted(state.newest_at_sys_ms, clock())
-        state.__dict__.setdefault("waiting", [])  # snapshots from before it existed
+        restored.newest_at_sys_ms = restarted(restored.newest_at_sys_ms, clock())
+        restored.__dict__.setdefault("waiting", [])  # snapshots from before it existed
         self.gate = _RulesGate(rule_partitions)
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[list[Alert]], bool]:
@@ -188,8 +202,8 @@ class PriceAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PriceAlerts]):
             return None
         return datetime.fromtimestamp((self.clock() + STALE_CHECK_MS) / 1000, tz=UTC)
 
-    def snapshot(self) -> PriceAlerts:
-        return copy.deepcopy(self.state)
+    def snapshot(self) -> bytes:
+        return _freeze(self.state)
 
 
 @dataclass
@@ -198,13 +212,16 @@ class PortfolioAlerts:
     waiting: list[Any] = field(default_factory=list)  # shard outputs until the rules are read
 
 
-class PortfolioAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PortfolioAlerts]):
+class PortfolioAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], bytes]):
     """Portfolio rules next to the portfolio shard's output: valuations
     (goal, drawdown, pct_move, concentration, drift) and applied dividends."""
 
-    def __init__(self, state: PortfolioAlerts | RuleBook, rule_partitions: int = 0) -> None:
+    def __init__(self, state: PortfolioAlerts | RuleBook | bytes, rule_partitions: int = 0) -> None:
+        restored: PortfolioAlerts | RuleBook = _thaw(state)
         # A bare RuleBook: a snapshot from before PortfolioAlerts existed.
-        self.state = state if isinstance(state, PortfolioAlerts) else PortfolioAlerts(state)
+        if isinstance(restored, RuleBook):
+            restored = PortfolioAlerts(restored)
+        self.state = restored
         self.gate = _RulesGate(rule_partitions)
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[list[Alert]], bool]:
@@ -228,8 +245,8 @@ class PortfolioAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], PortfolioAler
                 self.state.waiting.append(payload)
         return ([alerts] if alerts else []), _RETAIN
 
-    def snapshot(self) -> PortfolioAlerts:
-        return copy.deepcopy(self.state)
+    def snapshot(self) -> bytes:
+        return _freeze(self.state)
 
 
 def observe_shard_output(book: RuleBook, out: Any) -> list[Alert]:
