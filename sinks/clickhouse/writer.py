@@ -81,14 +81,18 @@ def tick_block(rows: Iterable[TickRow]) -> bytes:
     numbers as dates), exact for every instant the contract admits."""
     null, lines = _NULL, list[str]()
     append = lines.append
+    # ``!s``: an f-string formats a Decimal through ``__format__``, 7x slower
+    # than ``str`` (the same text). Instants after 2001-09-09 have 13 digits.
     for symbol, price, ts, provider, volume, currency, tick_id in rows:
         if tick_id is None:
             tick_id = null
         elif not _TSV_SPECIAL.isdisjoint(tick_id):
             tick_id = tick_id.translate(_TSV_ESCAPES)
+        ms = str(ts)
+        ts_text = f"{ms[:10]}.{ms[10:]}" if len(ms) == 13 else f"{ts // 1000:010d}.{ts % 1000:03d}"
         append(
-            f"{symbol}\t{price}\t{ts // 1000:010d}.{ts % 1000:03d}\t{provider}\t"
-            f"{null if volume is None else volume}\t{currency}\t{tick_id}\n"
+            f"{symbol}\t{price!s}\t{ts_text}\t{provider}\t"
+            f"{null if volume is None else str(volume)}\t{currency}\t{tick_id}\n"
         )
     return "".join(lines).encode()
 
