@@ -40,6 +40,7 @@ class _StateSlot:
     sent_version: int | None = None
     is_snapshot: bool = False
     pending: Update | None = None
+    prefix: bytes = b""  # the channel's '{"type":"update",...,"seq":' once built
 
     def offer(self, update: Update, counts: dict[str, int]) -> bool:
         """Keep ``update`` if newer; True when the slot just became sendable
@@ -88,11 +89,23 @@ class _StateSlot:
         )
 
     def take_bytes(self, channel: str) -> tuple[bytes, Update | None]:
-        """The message's bytes, and the update when it is one (for latency)."""
-        update, kind = self._advance()
+        """``take`` as bytes, and the update when it is one (for latency).
+        The writer's hot path: ``_advance`` inlined, the update prefix kept
+        in the slot."""
+        update = self.pending
+        assert update is not None
+        self.seq += 1
+        if update.version is not None:
+            self.sent_version = update.version
+        self.pending = None
         payload = update.raw if update.raw is not None else wire.dumps(update.payload)
-        message = wire.channel_message(kind, channel, self.seq, payload)
-        return message, (update if kind == "update" else None)
+        if self.is_snapshot:
+            self.is_snapshot = False
+            return wire.channel_message("snapshot", channel, self.seq, payload), None
+        prefix = self.prefix
+        if not prefix:
+            prefix = self.prefix = wire.message_prefix("update", channel)
+        return b'%s%d,"payload":%s}' % (prefix, self.seq, payload), update
 
 
 _Slot = _StateSlot | UserSlot

@@ -22,10 +22,14 @@ def channel_message(kind: str, channel: str, seq: int, payload: bytes) -> bytes:
     key = (kind, channel)
     prefix = _PREFIXES.get(key)
     if prefix is None:
-        prefix = b'{"type":"%s","channel":%s,"seq":' % (kind.encode(), dumps(channel))
+        prefix = message_prefix(kind, channel)
         if len(_PREFIXES) < _MAX_PREFIXES:
             _PREFIXES[key] = prefix
     return b'%s%d,"payload":%s}' % (prefix, seq, payload)
+
+
+def message_prefix(kind: str, channel: str) -> bytes:
+    return b'{"type":"%s","channel":%s,"seq":' % (kind.encode(), dumps(channel))
 
 
 def frame(parts: list[bytes]) -> bytes:
