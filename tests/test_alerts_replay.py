@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from flows.alerts import RuleBook
 from flows.alerts.numbers import percent_change
 from flows.alerts.stream import PortfolioAlertLogic, PortfolioAlerts, PriceAlertLogic, PriceAlerts
+from flows.alerts.window import MoveWindow
 from flows.ingest.records import SourcedTick
 from schemas.alerts import AlertKind, AlertRule
 from schemas.fast import TickRow
@@ -288,3 +289,25 @@ def test_alert_steps_snapshot_as_bytes_and_resume_from_them():
     portfolio.on_batch([("rules", [("up", None)])])
     assert isinstance(PortfolioAlertLogic(portfolio.snapshot()).state, PortfolioAlerts)
     assert isinstance(PortfolioAlertLogic(RuleBook()).state, PortfolioAlerts)  # older snapshots
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.integers(1, 20_000), min_size=1, max_size=12),
+    fire_at=st.one_of(st.none(), st.integers(1, 2_000)),
+    rearm_below=st.one_of(st.none(), st.integers(1, 2_000)),
+)
+def test_window_push_says_no_only_when_no_rule_can_act(values, fire_at, rearm_below):
+    """``MoveWindow.push`` returns False only if the move ``move`` reports
+    is certainly below ``fire_at`` and not below ``rearm_below``, down to
+    the rounding (thresholds in hundredths of a percent, prices in cents)."""
+    window = MoveWindow(10_000)
+    fire = None if fire_at is None else Decimal(fire_at).scaleb(-2)
+    rearm = None if rearm_below is None else Decimal(rearm_below).scaleb(-2)
+    for i, cents in enumerate(values):
+        value = Decimal(cents).scaleb(-2)
+        may = window.push(T0 + i * 1_000, value, fire, rearm)
+        size = window.move(value).size
+        fires = fire is not None and size >= fire
+        rearms = rearm is not None and size < rearm
+        assert may or not (fires or rearms), (size, fire, rearm)

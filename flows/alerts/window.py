@@ -70,17 +70,29 @@ class MoveWindow:
         low, high = lows[0][1], highs[0][1]
         if low <= 0 or high <= 0:
             return True
+        # value lies within [low, high], so neither the rise from low nor
+        # the fall from high exceeds the window's span, (high - low) / low:
+        # a quiet window decides with the span alone.
+        span = CTX.multiply(CTX.subtract(high, low), HUNDRED)  # percent x low
+        fire = None if fire_at is None else CTX.subtract(fire_at, _MARGIN)
+        if fire is not None and span < CTX.multiply(fire, low):
+            fire = None  # no move reaches it
+        rearm = None if rearm_below is None else CTX.add(rearm_below, _MARGIN)
+        if rearm is not None and span < CTX.multiply(rearm, low):
+            return True  # every move is below the re-arm level
+        if fire is None and rearm is None:
+            return False
         rise = CTX.multiply(CTX.subtract(value, low), HUNDRED)  # percent x low
         fall = CTX.multiply(CTX.subtract(high, value), HUNDRED)  # percent x high
-        if fire_at is not None:
-            level = CTX.subtract(fire_at, _MARGIN)
-            if rise >= CTX.multiply(level, low) or fall >= CTX.multiply(level, high):
-                return True
-        if rearm_below is not None:
-            level = CTX.add(rearm_below, _MARGIN)
-            if rise < CTX.multiply(level, low) and fall < CTX.multiply(level, high):
-                return True
-        return False
+        if fire is not None and (
+            rise >= CTX.multiply(fire, low) or fall >= CTX.multiply(fire, high)
+        ):
+            return True
+        return (
+            rearm is not None
+            and rise < CTX.multiply(rearm, low)
+            and fall < CTX.multiply(rearm, high)
+        )
 
     def move(self, value: Decimal) -> Move:
         """The move of ``value`` (the latest observation) against the window."""
