@@ -124,9 +124,12 @@ def run_engine(rules: list[AlertRule], prices: list[Price]) -> dict[str, str]:
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
 
-    started = time.perf_counter()
-    snapshot = pickle.dumps(book, protocol=pickle.HIGHEST_PROTOCOL)
-    pickle_s = time.perf_counter() - started
+    # The first snapshot pickles the rules too; later ones (same rules) reuse them.
+    pickle_s = []
+    for _ in range(2):
+        started = time.process_time()
+        snapshot = pickle.dumps(book, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle_s.append(time.process_time() - started)
     latencies.sort()
     stats = book.stats()
     n = len(prices)
@@ -141,7 +144,9 @@ def run_engine(rules: list[AlertRule], prices: list[Price]) -> dict[str, str]:
         "alerts fired (per 1,000 observations)": f"{alerts:,} ({alerts / n * 1_000:.1f})",
         "crossings swallowed by cooldown": f"{stats['suppressed']:,}",
         "rules examined per observation": f"{stats['evaluations'] / n:.2f}",
-        "snapshot (pickle)": f"{len(snapshot) / 1e6:.1f} MB, {pickle_s:.2f} s dump",
+        "snapshot: size, CPU first / next": (
+            f"{len(snapshot) / 1e6:.1f} MB, {pickle_s[0]:.2f} / {pickle_s[1]:.2f} s"
+        ),
     }
 
 
