@@ -1,6 +1,8 @@
 """Fan-out metrics on the default registry (the accepted import-time objects)."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge
+
+from fanout.latency import LatencyHistogram
 
 CONNECTIONS = Gauge("folio_fanout_connections", "Open authenticated websocket connections")
 SUBSCRIPTIONS = Gauge("folio_fanout_subscriptions", "Channel subscriptions across connections")
@@ -25,14 +27,15 @@ AUTH_FAILURES = Counter("folio_fanout_auth_failures_total", "Refused tokens", ["
 DENIED = Counter("folio_fanout_channel_denied_total", "Refused subscriptions", ["reason"])
 CLOSES = Counter("folio_fanout_closes_total", "Connections closed by the server", ["code"])
 HTTP_REQUESTS = Counter("folio_fanout_http_requests_total", "HTTP requests", ["route", "status"])
-LATENCY = Histogram(
+LATENCY = LatencyHistogram(
     "folio_fanout_delivery_latency_seconds",
     "Per frame, its oldest update: fanout = received from Redis -> written to the "
     "socket; end_to_end = payload version as epoch ms -> written to the socket",
-    ["stage"],
+    ["fanout", "end_to_end"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+REGISTRY.register(LATENCY)
 
-# Pre-bound children for the per-frame path (``labels()`` costs a lock and a lookup).
-LATENCY_FANOUT = LATENCY.labels("fanout")
-LATENCY_END_TO_END = LATENCY.labels("end_to_end")
+# The per-frame path observes these directly (fanout.latency: no locks).
+LATENCY_FANOUT = LATENCY.stages["fanout"]
+LATENCY_END_TO_END = LATENCY.stages["end_to_end"]

@@ -210,3 +210,24 @@ def test_client_messages_are_validated():
     for bad in bad_messages:
         with pytest.raises(ProtocolViolation):
             parse_client_message(bad)
+
+
+def test_latency_histogram_exposes_cumulative_buckets_sum_and_count():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from fanout.latency import LatencyHistogram
+
+    histogram = LatencyHistogram("t_latency_seconds", "test", ["a", "b"], buckets=(0.01, 0.1))
+    registry = CollectorRegistry()
+    registry.register(histogram)
+    for seconds in (0.01, 0.05, 0.2):
+        histogram.stages["a"].observe(seconds)
+    lines = set(generate_latest(registry).decode().splitlines())
+    assert {
+        't_latency_seconds_bucket{le="0.01",stage="a"} 1.0',  # le: bounds are inclusive
+        't_latency_seconds_bucket{le="0.1",stage="a"} 2.0',
+        't_latency_seconds_bucket{le="+Inf",stage="a"} 3.0',
+        't_latency_seconds_count{stage="a"} 3.0',
+        't_latency_seconds_bucket{le="+Inf",stage="b"} 0.0',
+    } <= lines
+    assert any(line.startswith('t_latency_seconds_sum{stage="a"} 0.26') for line in lines)
