@@ -81,7 +81,7 @@ def test_candles_match_independent_computation(rows):
     for item in ticks:  # one tick per batch, system time frozen
         closed, late_ticks = builder.add([item], now_sys_ms=0)
         emitted += closed
-        late += [t.offset for t in late_ticks]
+        late += [t.offset for t, _ in late_ticks]
     emitted += builder.close_all()
     expected, expected_late = reference_candles(ticks)
     got = {
@@ -111,7 +111,7 @@ def test_late_tick_after_close_is_returned_not_dropped():
     closed, _ = builder.add([tick("A", 2, T0 + WINDOW + LATENESS + 1)], 0)
     assert [c.window_start_ms for c in closed] == [T0]
     _, late = builder.add([tick("A", 3, T0 + 10)], 0)
-    assert [t.tick.price for t in late] == [Decimal(3)]
+    assert [(t.tick.price, until) for t, until in late] == [(Decimal(3), T0 + WINDOW + 1)]
 
 
 def test_dedup_by_key_and_tick_id_within_horizon():

@@ -9,9 +9,11 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
+from bytewax.testing import TestingSink, TestingSource, run_main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.chaos_workload import Workload, tick_records
 from connectors.kafka.source import KafkaBatchSource
 from flows.alerts.stream import (
     PortfolioAlertLogic,
@@ -21,6 +23,7 @@ from flows.alerts.stream import (
     route_rules,
 )
 from flows.ingest.candles import CandleBuilder
+from flows.ingest.flow import IngestSinks, build_ingest_flow
 from flows.ingest.quiet import REPLAY_LAG_MS
 from flows.ingest.records import SourcedTick
 from flows.valuation.coalesce import PriceCoalescer
@@ -33,6 +36,9 @@ from tests.test_ingest_logic import LATENESS, T0, WINDOW, reference_candles, tic
 from tests.test_valuation_shard import prices, txn
 
 LIVE_NOW = T0 + 1_000  # system time close to the ticks' event time
+# A replayed input: late ticks among 8,000 (as the scale-out test's), read long after.
+W = Workload(ticks=8_000, txns=0, symbols=12, portfolios=0, ticks_per_s=40)
+NOW_MS = 1_795_000_000_000
 
 
 def split(items: list[SourcedTick], seed: int) -> list[list[SourcedTick]]:
@@ -56,11 +62,12 @@ ROWS = st.lists(
 def test_candles_do_not_depend_on_batch_boundaries(rows, seed):
     ticks = [tick(s, p, T0 + ts, offset=i) for i, (s, p, ts) in enumerate(rows)]
     builder = CandleBuilder(WINDOW, LATENESS)
-    emitted, late = [], []
+    emitted, late, marks = [], [], []
     for batch in split(ticks, seed):  # system time frozen far ahead: a replay
         closed, late_ticks = builder.add(batch, now_sys_ms=T0 + 10 * REPLAY_LAG_MS)
         emitted += closed
-        late += [t.offset for t in late_ticks]
+        late += [t.offset for t, _ in late_ticks]
+        marks += [until for _, until in late_ticks]  # in the dead letter's detail
     emitted += builder.close_all()
     expected, expected_late = reference_candles(ticks)
     got = {
@@ -69,6 +76,9 @@ def test_candles_do_not_depend_on_batch_boundaries(rows, seed):
     }
     assert got == expected and len(got) == len(emitted)
     assert late == expected_late
+    one_by_one = CandleBuilder(WINDOW, LATENESS)
+    per_tick = [m for t in ticks for _, m in one_by_one.add([t], T0 + 10 * REPLAY_LAG_MS)[1]]
+    assert marks == per_tick
 
 
 @settings(max_examples=150, deadline=None)
@@ -165,3 +175,24 @@ def test_kafka_source_ends_each_partition_with_an_empty_batch(settings):
     assert sorted(batches[i].partition for i in markers) == [0, 1]  # both partitions
     for i in markers:  # a marker comes after everything read from its partition
         assert all(not b.records for b in batches[i:] if b.partition == batches[i].partition)
+
+
+def test_dead_letters_do_not_depend_on_batch_boundaries():
+    """A replay after a crash, or a consumer that fetched at another pace,
+    splits a partition differently: every dead letter (late ticks included)
+    must come out the same, or a comparison with a crash-free run differs."""
+    records = [RawRecord(i, key.encode(), value) for i, (key, value) in enumerate(tick_records(W))]
+
+    def dead_letters(size: int) -> dict[str, bytes]:
+        batches = [
+            RawBatch("market.ticks", 0, records[i : i + size]) for i in range(0, 8_000, size)
+        ]
+        out: list[list[tuple[str, bytes]]] = []
+        sinks = IngestSinks(dead_letters=TestingSink(out))
+        run_main(build_ingest_flow(TestingSource(batches), sinks, clock=lambda: NOW_MS))
+        return {key: value for rows in out for key, value in rows}
+
+    reference = dead_letters(2_000)
+    assert any(b'"reason":"late"' in v for v in reference.values())
+    for size in (1_500, 333):
+        assert dead_letters(size) == reference, size

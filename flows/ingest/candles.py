@@ -65,11 +65,13 @@ class CandleBuilder:
 
     def add(
         self, prices: list[SourcedTick], now_sys_ms: int
-    ) -> tuple[list[CandleRow], list[SourcedTick]]:
-        """Fold consolidated prices in; return (closed candles, late prices).
+    ) -> tuple[list[CandleRow], list[tuple[SourcedTick, int]]]:
+        """Fold consolidated prices in; return (closed candles, late prices
+        each with ``closed_until_ms`` when it arrived: a function of the
+        partition's order, unlike the value after the whole batch).
 
         Runs once per tick: folding into an open window is inlined."""
-        late: list[SourcedTick] = []
+        late: list[tuple[SourcedTick, int]] = []
         closed: list[CandleRow] = []
         window_ms = self.window_ms
         open_windows = self.open_windows
@@ -78,7 +80,7 @@ class CandleBuilder:
             ts_ms = row.ts_ms
             start = ts_ms - ts_ms % window_ms
             if start + window_ms <= self.closed_until_ms:
-                late.append(item)
+                late.append((item, self.closed_until_ms))
                 continue
             acc = open_windows.get((row.symbol, start))
             if acc is None:

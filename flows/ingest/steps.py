@@ -87,7 +87,7 @@ class CandleLogic(StatefulBatchLogic[list[SourcedTick], CandleOut, CandleBuilder
         for ticks in values:
             closed, late_ticks = self.state.add(ticks, now)
             candles.extend(closed)
-            late.extend(late_rejection(t, self.state.closed_until_ms) for t in late_ticks)
+            late.extend(late_rejection(t, until) for t, until in late_ticks)
         if self.state.newest_ms is not None and values and values[0]:
             shard = f"{values[0][0].topic}#{values[0][0].partition}"
             metrics.EVENT_LAG.labels(shard).set(max(0, now - self.state.newest_ms) / 1000)
