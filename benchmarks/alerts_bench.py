@@ -48,6 +48,7 @@ from decimal import Decimal
 
 from benchmarks.alerts_latency import run_paced
 from flows.alerts import RuleBook
+from folio.runtime import tune_gc
 from schemas.alerts import AlertRule
 
 T0 = 1_767_225_600_000
@@ -177,6 +178,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="20,000 rules, 50,000 prices, 3 s")
     args = parser.parse_args()
+    tune_gc()  # as ``folio run`` does
     if args.quick:
         args.rules, args.observations, args.seconds = 20_000, 50_000, 3.0
 
