@@ -23,6 +23,7 @@ from flows.alerts.stream import (
     route_rules,
 )
 from flows.ingest.candles import CandleBuilder
+from flows.ingest.dedup import Deduplicator
 from flows.ingest.flow import IngestSinks, build_ingest_flow
 from flows.ingest.quiet import REPLAY_LAG_MS
 from flows.ingest.records import SourcedTick
@@ -55,6 +56,31 @@ ROWS = st.lists(
     min_size=1,
     max_size=150,
 )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("AB"), st.integers(0, 60_000), st.sampled_from([None, "x", "y"])),
+        min_size=1,
+        max_size=120,
+    ),
+    st.integers(0, 10**6),
+)
+def test_dedup_does_not_depend_on_batch_boundaries(rows, seed):
+    """Repeats within and beyond the horizon (10 s here), by key and by
+    tick_id: the ticks let through are the same however the partition was
+    batched (a replay after a crash batches it differently)."""
+    ticks = [
+        tick(s, 1, T0 + ts, tick_id=tid and f"{tid}{ts // 1000}", offset=i)
+        for i, (s, ts, tid) in enumerate(rows)
+    ]
+
+    def passed(batches: list[list[SourcedTick]]) -> list[int]:
+        dedup = Deduplicator(horizon_ms=10_000)
+        return [t.offset for batch in batches for t in dedup.filter(batch)[0]]
+
+    assert passed(split(ticks, seed)) == passed([[t] for t in ticks]) == passed([ticks])
 
 
 @settings(max_examples=150, deadline=None)

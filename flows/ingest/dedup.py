@@ -69,9 +69,17 @@ class Deduplicator:
         remember = seen.add
         keep = added.append
         newest = -1
+        # A tick behind the horizon (of the newest tick before it, not of its
+        # batch's) is passed on unchecked: whether its key is still held
+        # depends on how the partition was batched, and the output must not
+        # (candles dead-letter it as late).
+        oldest_checked = self.newest_ms - self.horizon_ms
         for item in ticks:
             tick = item[0]
             ts = tick.ts_ms
+            if ts < oldest_checked:
+                fresh.append(item)
+                continue
             key = (tick.provider, tick.symbol, ts)
             tick_id = tick.tick_id
             if key in seen or (tick_id is not None and tick_id in seen):
@@ -83,6 +91,8 @@ class Deduplicator:
                 keep(tick_id)
             if ts > newest:
                 newest = ts
+                if ts - self.horizon_ms > oldest_checked:
+                    oldest_checked = ts - self.horizon_ms
             fresh.append(item)
         if added:
             # Keys expire per batch, when the batch's newest one is past the
