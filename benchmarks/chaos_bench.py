@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.chaos_compare import PROCESSING_TIME_TABLES, Snapshot, TableDiff, compare
+from benchmarks.chaos_compare import Snapshot, TableDiff, compare
 from benchmarks.chaos_harness import (
     ChaosStats,
     Target,
@@ -123,11 +123,7 @@ def _store_rows(snap: Snapshot) -> dict[str, int]:
 
 
 def _mismatches(diffs: dict[str, TableDiff], store: str | None = None) -> int:
-    return sum(
-        d.mismatches
-        for t, d in diffs.items()
-        if t not in PROCESSING_TIME_TABLES and (store is None or t.startswith(store + "."))
-    )
+    return sum(d.mismatches for t, d in diffs.items() if store is None or t.startswith(store + "."))
 
 
 def _print(reports: list[RunReport], reference: Snapshot, clean_s: float, w: Workload) -> None:
@@ -147,9 +143,8 @@ def _print(reports: list[RunReport], reference: Snapshot, clean_s: float, w: Wor
     print("| table | rows | " + " | ".join(r.name for r in reports) + " |")
     print("|---|---:|" + "---:|" * len(reports))
     for table in sorted(reference):
-        note = " (processing time, not counted)" if table in PROCESSING_TIME_TABLES else ""
         cells = " | ".join(_cell(r.diffs.get(table)) for r in reports)
-        print(f"| {table}{note} | {len(reference[table]):,} | {cells} |")
+        print(f"| {table} | {len(reference[table]):,} | {cells} |")
 
 
 def _cell(d: TableDiff | None) -> str:

@@ -48,10 +48,6 @@ EXCLUDED = {
 # topic ``rejected_at`` is the wall clock at rejection.
 PG_KEYS = {"transactions": 1, "positions": 2, "portfolios": 1, "latest_valuations": 1}
 PG_KEYS |= {"alerts": 1, "dashboards": 1}
-# Tables whose content would depend on processing time, compared and reported
-# but not counted as mismatches: none (dashboard cards are versioned by their
-# inputs since flows/dashboard/board.py stopped using the flush time).
-PROCESSING_TIME_TABLES: frozenset[str] = frozenset()
 CH_QUERIES = {
     "ticks": ("SELECT symbol, ts, provider, price, volume, currency, tick_id FROM {t} FINAL", 3),
     "candles_1m": ("SELECT * FROM {t} FINAL", 2),

@@ -22,7 +22,7 @@ from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from benchmarks.chaos_compare import PROCESSING_TIME_TABLES, compare, diff_examples
+from benchmarks.chaos_compare import compare, diff_examples
 from benchmarks.chaos_harness import publish_workload
 from benchmarks.chaos_workload import Workload
 from benchmarks.tcp_proxy import TcpProxy
@@ -122,6 +122,6 @@ def test_outage_and_resets_lose_nothing(
     assert failed <= retried and failed <= recovered
 
     diffs = compare(reference, got)
-    wrong = {t: d for t, d in diffs.items() if d.mismatches and t not in PROCESSING_TIME_TABLES}
+    wrong = {t: d for t, d in diffs.items() if d.mismatches}
     assert not wrong, "\n".join([str(wrong), *diff_examples(reference, got)])
     assert len(reference["postgres.transactions"]) > 100 and reference["redis.price"]

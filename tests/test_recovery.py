@@ -11,10 +11,9 @@ record *when* a row was written and so differ between any two runs:
 ``portfolios.created_at`` (DEFAULT now()), ``positions.updated_at``,
 ``latest_valuations.updated_at``, ``dashboards.updated_at`` (now() at each
 upsert), ClickHouse ``ticks.ingested_at`` (DEFAULT now64()) and the
-dead letters' ``rejected_at`` (the wall clock at rejection). Dashboard
-cards (``postgres.dashboards``, ``redis.dashboard``) are compared but not
-counted: they are recomputed at wall-clock flushes by design
-(``PROCESSING_TIME_TABLES``).
+dead letters' ``rejected_at`` (the wall clock at rejection). Everything
+else counts, dashboard cards included (their versions and ``as_of`` come
+from their inputs, not from flush timing).
 
 The larger run (200,000 ticks, 5,000 transactions, 20 kills) is
 ``python -m benchmarks.chaos_bench``.
@@ -29,7 +28,7 @@ import orjson
 import pytest
 from bytewax.testing import run_main
 
-from benchmarks.chaos_compare import PROCESSING_TIME_TABLES, compare, diff_examples
+from benchmarks.chaos_compare import compare, diff_examples
 from benchmarks.chaos_harness import (
     drop_target,
     make_target,
@@ -93,5 +92,5 @@ def test_kill_9_and_restart_converge_to_the_crash_free_result(
 
     diffs = compare(reference, killed)
     assert set(killed) == set(reference)
-    wrong = {t: d for t, d in diffs.items() if d.mismatches and t not in PROCESSING_TIME_TABLES}
+    wrong = {t: d for t, d in diffs.items() if d.mismatches}
     assert not wrong, "\n".join([str(wrong), *diff_examples(reference, killed)])

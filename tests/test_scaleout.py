@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from benchmarks.chaos_compare import PROCESSING_TIME_TABLES, compare, diff_examples
+from benchmarks.chaos_compare import compare, diff_examples
 from benchmarks.chaos_harness import (
     REPO,
     Target,
@@ -80,7 +80,7 @@ def test_one_worker_two_workers_and_two_processes_agree(
     assert not any(table.startswith("clickhouse.") for table in one)
     for name in ("two_workers", "two_processes"):
         diffs = compare(one, snaps[name])
-        wrong = {t: d for t, d in diffs.items() if d.mismatches and t not in PROCESSING_TIME_TABLES}
+        wrong = {t: d for t, d in diffs.items() if d.mismatches}
         assert not wrong, "\n".join([name, str(wrong), *diff_examples(one, snaps[name])])
 
 
