@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from array import array
 from collections import defaultdict
@@ -180,6 +181,9 @@ def naive_server(redis_url: str, prefix: str, compression: bool, ports: Any) -> 
     """Process entry: the baseline. No auth, no conflation, no pacing: every
     Redis message becomes one frame, broadcast to every subscriber of its
     channel (``websockets.broadcast``: no backpressure, buffers grow)."""
+    # It keeps broadcasting to clients that hung up at the end of the window;
+    # asyncio's "socket.send() raised exception" for each would flood stderr.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
 
     async def main() -> None:
         subscribers: defaultdict[str, set[ServerConnection]] = defaultdict(set)

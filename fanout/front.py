@@ -127,6 +127,7 @@ class HttpFront(asyncio.Protocol):
         self._buffer = bytearray()
         self._busy = False
         self._reading_paused = False
+        self._eof = False  # the client shut down its side: close once answered
         self._writable: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
 
@@ -159,6 +160,7 @@ class HttpFront(asyncio.Protocol):
             self._reading_paused = True
 
     def eof_received(self) -> bool | None:
+        self._eof = True
         if not self._busy and self._transport is not None:
             self._transport.close()
         return True  # half-closed: the answer being computed is still written
@@ -215,6 +217,8 @@ class HttpFront(asyncio.Protocol):
         self._arm_idle()
         if self._buffer:
             self._next()
+        if self._eof and not self._busy and not transport.is_closing():
+            transport.close()
 
     def _switch(self, transport: asyncio.Transport) -> None:
         """Hand the connection to websockets, replaying what was read."""

@@ -205,3 +205,16 @@ def test_dashboard_reads_use_the_configured_database_and_survive_a_lost_connecti
     finally:
         db3.delete(f"{prefix}:dashboard:alice")
         db3.close()
+
+
+def test_requests_sent_before_the_client_shuts_down_its_side_are_answered(dsn, prefix):
+    async def scenario():
+        async with running_server(_config(dsn, prefix)) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(_get("/healthz") + _get("/nope"))
+            writer.write_eof()
+            data = await asyncio.wait_for(reader.read(), 5)  # until the server closes
+            assert data.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 404 " in data
+            writer.close()
+
+    _run(scenario())
