@@ -129,15 +129,21 @@ class PriceAlerts:
 
     def observe(self, ticks: list[SourcedTick], now_sys_ms: int) -> list[Alert]:
         alerts: list[Alert] = []
+        seen, on_price = self.seen, self.book.on_price  # per tick: no attribute lookups
+        newest = self.newest_ms
         for item in ticks:
-            t = item.tick
-            if t.symbol not in self.seen:
-                self.seen.add(t.symbol)
-                for rule in self.parked.pop(t.symbol, {}).values():
+            symbol, price, ts_ms = item.tick[:3]
+            if symbol not in seen:
+                seen.add(symbol)
+                for rule in self.parked.pop(symbol, {}).values():
                     self.book.upsert(rule)
-            alerts += self.book.on_price(t.symbol, t.price, t.ts_ms)
-            if self.newest_ms is None or t.ts_ms > self.newest_ms:
-                self.newest_ms, self.newest_at_sys_ms = t.ts_ms, now_sys_ms
+            fired = on_price(symbol, price, ts_ms)
+            if fired:
+                alerts += fired
+            if newest is None or ts_ms > newest:
+                newest = ts_ms
+        if newest != self.newest_ms:
+            self.newest_ms, self.newest_at_sys_ms = newest, now_sys_ms
         return alerts + self.tick(now_sys_ms)
 
     def tick(self, now_sys_ms: int) -> list[Alert]:
