@@ -4,7 +4,9 @@ Same rules and the same numbers as the reference
 ``flows.portfolio.valuation.value`` (see its docstring; a property test
 checks that the record's JSON parses into exactly the reference model), at
 a fraction of the cost: plain ``Decimal`` operators in one local context,
-no pydantic, and the JSON assembled from cached pieces with orjson.
+no pydantic, and the JSON assembled from cached pieces with orjson. The
+per-position work is in ``flows.portfolio.fast_rows``, cash and realized
+P&L in ``flows.portfolio.fast_balances``.
 
 What is cached, and why it stays correct:
 
@@ -24,49 +26,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, localcontext
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import orjson
 
 from flows.portfolio.errors import PortfolioError
-from flows.portfolio.fx import FxConverter
+from flows.portfolio.fast_balances import Sums, add_balances, unconverted_json
+from flows.portfolio.fast_rows import Entry, PriceEntry, entry, general_rows, rows_json
 from flows.portfolio.ledger import PortfolioState
-from flows.portfolio.money import CTX, ONE, SCALE, ZERO, mul
-from flows.portfolio.records import Position
-from flows.portfolio.valuation_record import ValuationRecord, decimal_text, exponent, iso_ms
-from schemas.common import MAX_SCALE, SCHEMA_VERSION
+from flows.portfolio.money import CTX
+from flows.portfolio.valuation_record import ValuationRecord, decimal_text, iso_ms
+from schemas.common import SCHEMA_VERSION
 
-WEIGHT_SCALE = Decimal("0.000001")
-_ZERO_WEIGHT = Decimal("0E-6")  # prints as 0.000000, stripped to 0
-_NO_VALUE = '"market_value":null,"weight":null,"unrealized_pnl":null}'
 _ISO_CACHE_SIZE = 64
-
-# symbol, currency, quantity, its exponent, cost basis,
-# '{"symbol":"AAA","quantity":"10","currency":"USD",'
-_Entry = tuple[str, str, Decimal, int, Decimal, str]
-# the price as given, '"price":"12.5",', the reduced price and its exponent
-_PriceEntry = tuple[Decimal, str, int, Decimal]
-# JSON head, price text, market value, unrealized P&L (both None: unconverted)
-_Row = tuple[str, str, Decimal | None, Decimal | None]
 
 
 class _Book(NamedTuple):
     state: PortfolioState
     seq: int
-    entries: tuple[_Entry, ...]
-
-
-class _Sums:
-    """Totals in the base currency, plus what could not be converted."""
-
-    __slots__ = ("cash", "cost", "holdings", "realized", "unconverted", "unrealized")
-
-    def __init__(self) -> None:
-        self.holdings = self.cost = self.unrealized = self.cash = self.realized = ZERO
-        self.unconverted: dict[str, Decimal] = {}
-
-    def left_out(self, currency: str, amount: Decimal = ZERO) -> None:
-        self.unconverted[currency] = self.unconverted.get(currency, ZERO) + amount
+    entries: tuple[Entry, ...]
 
 
 class Valuer:
@@ -76,7 +54,7 @@ class Valuer:
 
     def __init__(self) -> None:
         self._books: dict[str, _Book] = {}
-        self._prices: dict[str, _PriceEntry] = {}
+        self._prices: dict[str, PriceEntry] = {}
         self._iso: dict[int, str] = {}
 
     def __reduce__(self) -> tuple[type[Valuer], tuple[()]]:
@@ -101,11 +79,12 @@ class Valuer:
         """
         if not state.user_id:
             raise PortfolioError(f"portfolio {state.portfolio_id} has no user yet (no transaction)")
-        sums = _Sums()
+        sums = Sums()
         with localcontext(CTX):
-            rows, unpriced = self._positions(state, prices, sums)
-            _balances(state, prices, sums)
-            positions = _positions_json(rows, sums.holdings)
+            entries = self._entries(state)
+            rows, unpriced = general_rows(entries, prices, self._prices, state.base_currency, sums)
+            add_balances(state, prices, sums)
+            positions = rows_json(rows, sums.holdings)
             total = sums.holdings + sums.cash
             day_change = None if previous_close is None else total - previous_close
         totals = [
@@ -128,7 +107,7 @@ class Valuer:
             "day_change": change,
             "positions": orjson.Fragment(positions),
             "unpriced": unpriced,
-            "unconverted": _unconverted_json(sums.unconverted),
+            "unconverted": unconverted_json(sums.unconverted),
             "version": window_end_ms,
             "schema_version": SCHEMA_VERSION,
         }
@@ -154,62 +133,11 @@ class Valuer:
             bytes(memoryview(orjson.dumps(doc))),
         )
 
-    def _positions(
-        self, state: PortfolioState, prices: Mapping[str, Decimal], sums: _Sums
-    ) -> tuple[list[_Row], list[str]]:
-        """Pass one over the open positions, in symbol order (the caller
-        holds the local decimal context). Sums are exact at 60 digits, so
-        unrealized P&L is summed as holdings - their cost, in one step."""
-        base = state.base_currency
-        price_texts = self._prices
-        fx: FxConverter | None = None
-        rows: list[_Row] = []
-        unpriced: list[str] = []
-        holdings = priced_cost = unpriced_cost = ZERO
-        for symbol, currency, quantity, quantity_exp, cost, head in self._entries(state):
-            price = prices.get(symbol)
-            cached = price_texts.get(symbol)
-            if cached is None or cached[0] is not price:
-                if price is None or price <= 0:
-                    unpriced.append(symbol)
-                    if currency != base:
-                        fx = fx or FxConverter(prices, base)
-                        converted_cost = fx.convert(cost, currency)
-                        if converted_cost is None:
-                            sums.left_out(currency)
-                            continue
-                        cost = converted_cost
-                    unpriced_cost += cost
-                    continue
-                cached = price_texts[symbol] = _price_entry(price)
-            if currency == base:
-                # Exact when the exponents allow it: rounding would be a no-op.
-                market_value = quantity * cached[3]
-                if quantity_exp + cached[2] < -MAX_SCALE:
-                    market_value = market_value.quantize(SCALE)
-            else:
-                fx = fx or FxConverter(prices, base)
-                converted_cost = fx.convert(cost, currency)
-                local_value = mul(quantity, price)
-                converted = fx.convert(local_value, currency)
-                if converted is None or converted_cost is None:
-                    sums.left_out(currency, local_value)
-                    rows.append((head, cached[1], None, None))
-                    continue
-                cost, market_value = converted_cost, converted
-            holdings += market_value
-            priced_cost += cost
-            rows.append((head, cached[1], market_value, market_value - cost))
-        sums.holdings = holdings
-        sums.cost = priced_cost + unpriced_cost
-        sums.unrealized = holdings - priced_cost
-        return rows, unpriced
-
-    def _entries(self, state: PortfolioState) -> tuple[_Entry, ...]:
+    def _entries(self, state: PortfolioState) -> tuple[Entry, ...]:
         book = self._books.get(state.portfolio_id)
         if book is not None and book.state is state and book.seq == state.seq:
             return book.entries
-        entries = tuple(_entry(state.positions[symbol]) for symbol in sorted(state.open_symbols))
+        entries = tuple(entry(state.positions[symbol]) for symbol in sorted(state.open_symbols))
         self._books[state.portfolio_id] = _Book(state, state.seq, entries)
         return entries
 
@@ -220,90 +148,3 @@ class Valuer:
                 self._iso.clear()
             text = self._iso[ms] = iso_ms(ms)
         return text
-
-
-def _reduce(value: Decimal) -> Decimal:
-    """The same number without trailing zeros after the point and with an
-    exponent <= 0: products and differences of reduced numbers rarely need
-    stripping or an exponent-free rewrite when printed."""
-    reduced = value.normalize(CTX)
-    return reduced if exponent(reduced) <= 0 else reduced.quantize(ONE, context=CTX)
-
-
-def _entry(position: Position) -> _Entry:
-    quantity = _reduce(position.quantity)
-    doc = {
-        "symbol": position.symbol,
-        "quantity": decimal_text(quantity),
-        "currency": position.currency,
-    }
-    head = orjson.dumps(doc)[:-1].decode() + ","
-    cost = _reduce(position.cost_basis)
-    return (position.symbol, position.currency, quantity, exponent(quantity), cost, head)
-
-
-def _price_entry(price: Decimal) -> _PriceEntry:
-    reduced = _reduce(price)
-    return (price, f'"price":"{decimal_text(reduced)}",', exponent(reduced), reduced)
-
-
-def _balances(state: PortfolioState, prices: Mapping[str, Decimal], sums: _Sums) -> None:
-    base = state.base_currency
-    fx: FxConverter | None = None
-    for currency, amount in state.cash.items():
-        if currency == base or not amount:
-            sums.cash += amount
-            continue
-        fx = fx or FxConverter(prices, base)
-        converted = fx.convert(amount, currency)
-        if converted is None:
-            sums.left_out(currency, amount)
-        else:
-            sums.cash += converted
-    for currency, amount in state.realized.items():
-        if currency == base or not amount:
-            sums.realized += amount
-            continue
-        fx = fx or FxConverter(prices, base)
-        converted = fx.convert(amount, currency)
-        if converted is None:
-            sums.left_out(currency)
-        else:
-            sums.realized += converted
-
-
-def _positions_json(rows: list[_Row], holdings: Decimal) -> str:
-    """Pass two: weights need the holdings total (caller holds the context).
-
-    ``decimal_text`` inlined: ``str`` is the text unless it has an exponent
-    or trailing zeros after the point. No value here is a negative zero
-    (market values are >= 0; x - x is +0 when rounding half-even).
-    """
-    parts = []
-    for head, price, market_value, unrealized in rows:
-        if market_value is None or unrealized is None:
-            parts.append(head + price + _NO_VALUE)
-            continue
-        weight = (market_value / holdings).quantize(WEIGHT_SCALE) if holdings else _ZERO_WEIGHT
-        value_text, weight_text, pnl_text = str(market_value), str(weight), str(unrealized)
-        if "E" in value_text:
-            value_text = decimal_text(market_value)
-        elif value_text[-1] == "0" and "." in value_text:
-            value_text = value_text.rstrip("0").rstrip(".")
-        if weight_text[-1] == "0":  # 6 places and 0 <= weight <= 1: never an exponent
-            weight_text = weight_text.rstrip("0").rstrip(".")
-        if "E" in pnl_text:
-            pnl_text = decimal_text(unrealized)
-        elif pnl_text[-1] == "0" and "." in pnl_text:
-            pnl_text = pnl_text.rstrip("0").rstrip(".")
-        parts.append(
-            f'{head}{price}"market_value":"{value_text}","weight":"{weight_text}",'
-            f'"unrealized_pnl":"{pnl_text}"}}'
-        )
-    return "[" + ",".join(parts) + "]"
-
-
-def _unconverted_json(unconverted: dict[str, Decimal]) -> dict[str, Any]:
-    if not unconverted:
-        return {}
-    return {currency: decimal_text(unconverted[currency]) for currency in sorted(unconverted)}
