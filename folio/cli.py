@@ -65,9 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        print(
-            f"folio: error: invalid setting FOLIO_{where.upper()}: {first['msg']}", file=sys.stderr
-        )
+        what = f"invalid setting FOLIO_{where.upper()}" if where else "invalid settings"
+        print(f"folio: error: {what}: {first['msg']}", file=sys.stderr)
         return 2
     except (typer.Abort, KeyboardInterrupt):
         print("folio: interrupted", file=sys.stderr)

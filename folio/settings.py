@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import TOPICS
@@ -119,6 +119,16 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _dedup_horizon_covers_candles(self) -> Settings:
+        # Ticks behind the horizon are dead-lettered as late (flows.ingest.dedup).
+        if self.dedup_horizon_ms < self.candle_ms + self.allowed_lateness_ms:
+            raise ValueError(
+                "dedup_horizon_ms must be at least candle_ms + allowed_lateness_ms"
+                f" ({self.candle_ms + self.allowed_lateness_ms})"
+            )
+        return self
 
     def clickhouse_url(self) -> str:
         if self.clickhouse_dsn is not None:

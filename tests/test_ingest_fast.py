@@ -251,9 +251,10 @@ def test_dedup_reads_snapshots_with_one_expiry_entry_per_key() -> None:
     old.expiry = deque([(5, ("alpha", "A", 5)), (5, "t1")])  # type: ignore[list-item]
     restored = pickle.loads(pickle.dumps(old))
     assert list(restored.expiry) == [KeyBatch(5, (("alpha", "A", 5),)), KeyBatch(5, ("t1",))]
-    fresh, repeats = restored.filter([tick("A", 5), tick("A", 5_000)])
-    assert (len(fresh), repeats) == (1, 1)
-    assert restored.seen == {("alpha", "A", 5_000)}
+    assert (restored.seen, restored.ids) == ({("alpha", "A", 5)}, {"t1": 5})
+    fresh, repeats, stale = restored.filter([tick("A", 5), tick("A", 5_000)])
+    assert (len(fresh), repeats, stale) == (1, 1, [])
+    assert (restored.seen, restored.ids) == ({("alpha", "A", 5_000)}, {})
 
 
 _decimals = st.one_of(
@@ -313,11 +314,14 @@ def test_dedup_snapshot_restores_the_same_state_and_pickles_each_batch_once() ->
     restored = pickle.loads(pickle.dumps(snap))
     assert isinstance(restored, Deduplicator)
     assert (restored.seen, list(restored.expiry)) == (dedup.seen, list(dedup.expiry))
+    assert restored.ids == dedup.ids == {"a1": NOW, "a2": NOW + 2}
     assert resume(snap, 1) == resume(restored, 1) == snap.restore()
     assert isinstance(resume(None, 5), Deduplicator)
     # The first batch was pickled once; every later snapshot embeds those bytes.
     older = dedup.expiry[0]
     assert older._pickled is not None and older._pickled in first
-    fresh, repeats = restored.filter([tick("A", NOW, tick_id="a9"), tick("C", NOW, tick_id="a2")])
-    assert (fresh, repeats) == ([], 2)
+    fresh, repeats, stale = restored.filter(
+        [tick("A", NOW, tick_id="a9"), tick("C", NOW, tick_id="a2")]
+    )
+    assert (fresh, repeats, stale) == ([], 2, [])
     assert isinstance(snap, DedupSnapshot)

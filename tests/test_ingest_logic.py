@@ -123,8 +123,8 @@ def test_dedup_by_key_and_tick_id_within_horizon():
         tick("A", 3, T0 + 1, tick_id="x"),
         tick("A", 3, T0 + 2, tick_id="x"),
     ]
-    fresh, repeats = dedup.filter(batch)
-    assert repeats == 2
+    fresh, repeats, stale = dedup.filter(batch)
+    assert (repeats, stale) == (2, [])
     assert [(t.tick.provider, t.tick.ts_ms) for t in fresh] == [
         ("alpha", T0),
         ("beta", T0),
@@ -132,7 +132,24 @@ def test_dedup_by_key_and_tick_id_within_horizon():
     ]
     dedup.filter([tick("A", 1, T0 + 20_000)])  # moves the horizon past T0
     assert (("alpha", "A", T0)) not in dedup.seen
-    assert len(dedup.seen) == len(dedup.expiry) == 1
+    assert len(dedup.seen) == len(dedup.expiry) == 1 and dedup.ids == {}
+    # Behind the horizon: cannot be checked, so it is returned for the DLQ.
+    fresh, repeats, stale = dedup.filter([tick("A", 1, T0 + 9_999), tick("A", 1, T0 + 10_000)])
+    assert ([t.tick.ts_ms for t in fresh], repeats) == ([T0 + 10_000], 0)
+    assert [t.tick.ts_ms for t in stale] == [T0 + 9_999]
+
+
+def test_a_tick_id_counts_while_its_first_tick_is_within_the_horizon():
+    dedup = Deduplicator(horizon_ms=10_000)
+    first, later = tick("A", 1, T0 + 5_000, tick_id="x"), tick("A", 1, T0 + 15_500)
+    again = tick("A", 2, T0 + 5_600, tick_id="x")  # the id's first tick is now behind
+    one_batch = dedup.filter([first, later, again])
+    assert ([t.tick.ts_ms for t in one_batch[0]], one_batch[1]) == (
+        [T0 + 5_000, T0 + 15_500, T0 + 5_600],
+        0,
+    )
+    repeat = tick("A", 3, T0 + 15_600, tick_id="x")  # same id, first tick within reach
+    assert dedup.filter([repeat])[:2] == ([], 1)
 
 
 def providers_of(chosen: list[SourcedTick]) -> list[str]:

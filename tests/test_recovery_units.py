@@ -10,7 +10,7 @@ import random
 from decimal import Decimal
 
 from bytewax.testing import TestingSink, TestingSource, run_main
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.chaos_workload import Workload, tick_records
@@ -59,6 +59,7 @@ ROWS = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
+@example([("A", 5_000, "x"), ("A", 15_500, None), ("A", 5_600, "x")], 0)  # an id behind
 @given(
     st.lists(
         st.tuples(st.sampled_from("AB"), st.integers(0, 60_000), st.sampled_from([None, "x", "y"])),

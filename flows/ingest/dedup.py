@@ -1,9 +1,14 @@
 """Step 2: drop repeats of the same tick within a bounded event-time horizon.
 
 A tick is a repeat when the same provider sent the same symbol at the same
-timestamp, or when its ``tick_id`` was seen. Memory is bounded: keys older
-than ``horizon_ms`` behind the newest timestamp seen are forgotten (a tick
-that old is beyond any candle's allowed lateness anyway).
+timestamp, or when its ``tick_id`` was first seen on a tick within the
+horizon. Memory is bounded: keys older than ``horizon_ms`` behind the newest
+timestamp seen are forgotten. A tick behind the horizon (of the newest tick
+before it) cannot be checked, so it is returned as *stale* for the dead-letter
+topic (reason ``late``: the horizon is at least a candle plus its allowed
+lateness, so no candle could take it). Every decision depends only on the
+ticks before it in the partition, never on how they were batched: a replay
+after a crash gives the same output.
 
 Snapshots cost O(batches), not O(keys): the seen set is not part of them
 (it is the union of the expiry batches, rebuilt on restore), and each batch
@@ -56,39 +61,45 @@ def _key_batch(newest_ms: int, pickled: bytes) -> KeyBatch:
 
 @dataclass
 class Deduplicator:
+    """``seen`` holds (provider, symbol, ts) keys; ``ids`` each tick_id with
+    the timestamp of its first tick (an id counts only while that tick is
+    within the horizon, so the answer never depends on expiry timing)."""
+
     horizon_ms: int
     seen: set[object] = field(default_factory=set)
     expiry: deque[KeyBatch] = field(default_factory=deque)
     newest_ms: int = 0
+    ids: dict[str, int] = field(default_factory=dict)
 
-    def filter(self, ticks: list[SourcedTick]) -> tuple[list[SourcedTick], int]:
-        """Return the first occurrences and the number of repeats dropped."""
+    def filter(self, ticks: list[SourcedTick]) -> tuple[list[SourcedTick], int, list[SourcedTick]]:
+        """Return (first occurrences, repeats dropped, stale ticks)."""
         fresh: list[SourcedTick] = []
+        stale: list[SourcedTick] = []
         added: list[object] = []
-        seen = self.seen
+        seen, ids = self.seen, self.ids
         remember = seen.add
         keep = added.append
         newest = -1
-        # A tick behind the horizon (of the newest tick before it, not of its
-        # batch's) is passed on unchecked: whether its key is still held
-        # depends on how the partition was batched, and the output must not
-        # (candles dead-letter it as late).
+        # The horizon of the newest tick before each one, not of its batch.
         oldest_checked = self.newest_ms - self.horizon_ms
         for item in ticks:
             tick = item[0]
             ts = tick.ts_ms
             if ts < oldest_checked:
-                fresh.append(item)
+                stale.append(item)
                 continue
             key = (tick.provider, tick.symbol, ts)
-            tick_id = tick.tick_id
-            if key in seen or (tick_id is not None and tick_id in seen):
+            if key in seen:
                 continue
+            tick_id = tick.tick_id
+            if tick_id is not None:
+                first_ts = ids.get(tick_id)
+                if first_ts is not None and first_ts >= oldest_checked:
+                    continue
+                ids[tick_id] = ts
+                keep((tick_id, ts))
             remember(key)
             keep(key)
-            if tick_id is not None:
-                remember(tick_id)
-                keep(tick_id)
             if ts > newest:
                 newest = ts
                 if ts - self.horizon_ms > oldest_checked:
@@ -100,14 +111,19 @@ class Deduplicator:
             self.expiry.append(KeyBatch(newest, tuple(added)))
             self.newest_ms = max(self.newest_ms, newest)
         self._expire()
-        return fresh, len(ticks) - len(fresh)
+        return fresh, len(ticks) - len(fresh) - len(stale), stale
 
     def _expire(self) -> None:
         cutoff = self.newest_ms - self.horizon_ms
-        expiry, forget = self.expiry, self.seen.discard
+        expiry, forget, ids = self.expiry, self.seen.discard, self.ids
         while expiry and expiry[0].newest_ms < cutoff:
-            for key in expiry.popleft().keys:
-                forget(key)
+            batch = expiry.popleft()
+            for key in batch.keys:
+                tick_id, first_ts = _id_entry(key, batch.newest_ms)
+                if tick_id is None:
+                    forget(key)
+                elif ids.get(tick_id) == first_ts:  # not taken again by a later tick
+                    del ids[tick_id]
 
     def snapshot(self) -> DedupSnapshot:
         """An immutable view, independent of later batches, in O(batches)."""
@@ -125,7 +141,9 @@ class Deduplicator:
                 ts, keys = entry
                 entries.append(KeyBatch(ts, keys if _is_key_tuple(keys) else (keys,)))
         state["expiry"] = deque(entries)
+        state.setdefault("ids", {})
         self.__dict__.update(state)
+        _split_ids(self)
 
 
 @dataclass(frozen=True)
@@ -145,7 +163,30 @@ class DedupSnapshot:
 
 def _restore(horizon_ms: int, batches: tuple[KeyBatch, ...], newest_ms: int) -> Deduplicator:
     seen = set(chain.from_iterable(batch.keys for batch in batches))
-    return Deduplicator(horizon_ms, seen, deque(batches), newest_ms)
+    return _split_ids(Deduplicator(horizon_ms, seen, deque(batches), newest_ms))
+
+
+def _split_ids(dedup: Deduplicator) -> Deduplicator:
+    """Move tick ids out of ``seen`` into ``ids``: (id, first ts) pairs, or a
+    bare id from a snapshot of an older version (its batch's newest ts then
+    stands for the first one: kept at least as long as before)."""
+    for batch in dedup.expiry:
+        for key in batch.keys:
+            tick_id, first_ts = _id_entry(key, batch.newest_ms)
+            if tick_id is not None:
+                dedup.ids[tick_id] = first_ts
+                dedup.seen.discard(key)
+    return dedup
+
+
+def _id_entry(key: object, batch_newest_ms: int) -> tuple[str | None, int]:
+    """(tick_id, first ts) for an id entry of a key batch, (None, 0) for a
+    (provider, symbol, ts) key."""
+    if type(key) is str:  # a bare id, from an older snapshot
+        return key, batch_newest_ms
+    if type(key) is tuple and len(key) == 2:
+        return key[0], key[1]
+    return None, 0
 
 
 def resume(state: Deduplicator | DedupSnapshot | None, horizon_ms: int) -> Deduplicator:

@@ -167,6 +167,21 @@ def late_rejection(item: SourcedTick, closed_until_ms: int) -> Rejection:
     )
 
 
+def stale_rejection(item: SourcedTick, horizon_ms: int) -> Rejection:
+    """A tick too old to check for repeats (see ``dedup``): late for any candle."""
+    return Rejection(
+        "late",
+        f"ts {iso(item.tick.ts_ms)} is more than {horizon_ms} ms behind the newest tick before it"
+        " (beyond the de-duplication horizon)",
+        "deduplicate",
+        item.topic,
+        item.partition,
+        item.offset,
+        item.tick.symbol.encode(),
+        item.raw,
+    )
+
+
 def dead_letter_message(rej: Rejection, rejected_at_ms: int) -> KeyedBytes:
     raw = rej.raw or b""
     truncated = len(raw) > MAX_RAW_IN_DLQ

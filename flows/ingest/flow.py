@@ -54,6 +54,15 @@ class IngestConfig:
     allowed_lateness_ms: int = 5_000
     flush_candles_at_eof: bool = True
 
+    def __post_init__(self) -> None:
+        # A tick behind the dedup horizon is dead-lettered as late: it must
+        # be late for its candle too, or the two steps would disagree.
+        if self.dedup_horizon_ms < self.candle_ms + self.allowed_lateness_ms:
+            raise ValueError(
+                f"dedup_horizon_ms ({self.dedup_horizon_ms}) must be at least candle_ms +"
+                f" allowed_lateness_ms ({self.candle_ms + self.allowed_lateness_ms})"
+            )
+
 
 @dataclass(frozen=True)
 class IngestSinks:
@@ -91,7 +100,11 @@ def add_ingest(
     valid = op.filter_map_value("valid", checked, lambda r: r[0] if r[0] or not r[1] else None)
     invalid = op.filter_map_value("invalid", checked, lambda r: r[1] or None)
 
-    fresh = op.stateful_batch("dedup", valid, lambda s: DedupLogic(resume(s, cfg.dedup_horizon_ms)))
+    deduped = op.stateful_batch(
+        "dedup", valid, lambda s: DedupLogic(resume(s, cfg.dedup_horizon_ms))
+    )
+    fresh = op.filter_map_value("fresh", deduped, lambda o: o[1] if o[0] == "fresh" else None)
+    stale = op.filter_map_value("stale", deduped, lambda o: o[1] if o[0] == "stale" else None)
     chosen = op.stateful_batch(
         "consolidate",
         fresh,
@@ -111,7 +124,7 @@ def add_ingest(
     )
     late = op.filter_map_value("late", candle_out, lambda o: o[1] if o[0] == "late" else None)
     _wire_outputs(sinks, fresh, chosen, candles)
-    rejects = op.key_rm("ingest_rejects", op.merge("rejects", invalid, late))
+    rejects = op.key_rm("ingest_rejects", op.merge("rejects", invalid, stale, late))
     return chosen, rejects
 
 

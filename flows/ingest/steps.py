@@ -17,7 +17,7 @@ from flows.ingest import metrics
 from flows.ingest.candles import CandleBuilder
 from flows.ingest.consolidate import Consolidator
 from flows.ingest.dedup import Deduplicator, DedupSnapshot
-from flows.ingest.encode import late_rejection
+from flows.ingest.encode import late_rejection, stale_rejection
 from flows.ingest.quiet import restarted
 from flows.ingest.records import CandleRow, Rejection, SourcedTick
 
@@ -26,20 +26,26 @@ Clock = Callable[[], int]  # epoch ms
 _RETAIN = False
 
 
-class DedupLogic(
-    StatefulBatchLogic[list[SourcedTick], list[SourcedTick], Deduplicator | DedupSnapshot]
-):
+# ("fresh", [SourcedTick]) or ("stale", [Rejection])
+DedupOut = tuple[str, list[Any]]
+
+
+class DedupLogic(StatefulBatchLogic[list[SourcedTick], DedupOut, Deduplicator | DedupSnapshot]):
     def __init__(self, state: Deduplicator) -> None:
         self.state = state
 
-    def on_batch(self, values: list[list[SourcedTick]]) -> tuple[list[list[SourcedTick]], bool]:
-        out = []
+    def on_batch(self, values: list[list[SourcedTick]]) -> tuple[list[DedupOut], bool]:
+        out: list[DedupOut] = []
+        horizon = self.state.horizon_ms
         for ticks in values:
-            fresh, repeats = self.state.filter(ticks)
+            fresh, repeats, stale = self.state.filter(ticks)
             if repeats:
                 metrics.DUPLICATES.inc(repeats)
             if fresh or not ticks:  # an empty list is an end marker: pass it on
-                out.append(fresh)
+                out.append(("fresh", fresh))
+            if stale:
+                metrics.LATE.inc(len(stale))
+                out.append(("stale", [stale_rejection(t, horizon) for t in stale]))
         return out, _RETAIN
 
     def snapshot(self) -> DedupSnapshot:
