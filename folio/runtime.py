@@ -22,6 +22,7 @@ def tune_gc(young: int = YOUNG_THRESHOLD) -> None:
     flow's time was ``gc_collect_main``; with these thresholds the same run
     used ~20 % less CPU (``benchmarks/ingest_bench.py``, see the README).
     Reference counting still frees almost everything at once; only cycles
-    wait longer, and memory stays bounded (one young round per 100k
-    allocations)."""
-    gc.set_threshold(young, 50, 1000)
+    wait longer: a young round per 100k allocations, a middle one per 2M, and
+    full rounds as CPython's own rule allows (the third threshold at its
+    default of 10, plus "only when a quarter of the old objects are new")."""
+    gc.set_threshold(young, 20, 10)
