@@ -12,27 +12,31 @@ here and the connection stays open for the next one.
 Guarantees:
 - Requests on a connection are answered one at a time, in order; pipelined
   requests wait in the buffer (reading pauses beyond ``_MAX_BUFFERED``).
-- A head larger than ``_MAX_HEAD`` bytes is answered 431, a malformed one or
-  a request with a body 400; the connection is then closed (its framing can
-  no longer be trusted).
+- A head larger than ``MAX_HEAD`` bytes is answered 431, a malformed one
+  (control characters, HTTP/1.1 without ``Host``) or a request with a body
+  400; the connection is then closed (its framing can no longer be trusted).
 - A connection is closed after ``idle_timeout_s`` without a complete request
   (slow or silent clients), after ``Connection: close`` or an HTTP/1.0
   request without keep-alive, and when the server shuts down.
+- A client that stops reading its answers is aborted once its socket stayed
+  blocked for ``idle_timeout_s`` (also while closing: ``close()`` alone would
+  wait for the buffer to drain forever); on shutdown every connection still
+  open after ``shutdown_grace_s`` is aborted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any, Protocol
 
-import orjson
 from websockets.asyncio.server import ServerConnection
-from websockets.datastructures import Headers
 from websockets.http11 import Request
+
+from fanout import metrics
+from fanout.httphead import MAX_HEAD, BadRequest, error_answer, is_upgrade, keeps_alive, parse_head
 
 log = logging.getLogger(__name__)
 
@@ -43,80 +47,47 @@ class Answer(Protocol):
 
 Handler = Callable[[Request], Awaitable[Answer]]
 
-_MAX_HEAD = 16 * 1024
-_MAX_HEADERS = 100
 _MAX_BUFFERED = 64 * 1024  # pipelined bytes held while a request is served
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_VERSIONS = {b"HTTP/1.1", b"HTTP/1.0"}
-
-
-class BadRequest(ValueError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def parse_head(head: bytes) -> Request:
-    """A request line and headers (without the blank line); ``BadRequest``."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[2] not in _VERSIONS or not _TOKEN.fullmatch(parts[0]):
-        raise BadRequest(400, "malformed request line")
-    method, target, version = parts
-    if not target.startswith(b"/") or not target.isascii() or b"\n" in target:
-        raise BadRequest(400, "the request target must be an absolute path")
-    if len(lines) - 1 > _MAX_HEADERS:
-        raise BadRequest(431, "too many headers")
-    headers = Headers()
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name) or b"\n" in value or b"\r" in value:
-            raise BadRequest(400, "malformed header line")  # also obsolete line folding
-        headers[name.decode()] = value.strip(b" \t").decode("latin-1")
-    if "Transfer-Encoding" in headers or not set(headers.get_all("Content-Length")) <= {"0"}:
-        raise BadRequest(400, "request bodies are not supported")
-    return Request(target.decode(), headers, method.decode(), version.decode())
-
-
-def is_upgrade(request: Request) -> bool:
-    return "websocket" in request.headers.get("Upgrade", "").lower()
-
-
-def keeps_alive(request: Request) -> bool:
-    tokens = {t.strip().lower() for t in request.headers.get("Connection", "").split(",")}
-    if request.protocol == "HTTP/1.0":
-        return "keep-alive" in tokens
-    return "close" not in tokens
-
-
-def _error(status: int, message: str) -> bytes:
-    body = orjson.dumps({"error": message})
-    return (
-        b"HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s"
-        % (status, HTTPStatus(status).phrase.encode(), len(body), body)
-    )
 
 
 class FrontEnd:
     """Creates an ``HttpFront`` per accepted connection (the websockets
     ``create_connection`` hook) and closes them all on shutdown."""
 
-    def __init__(self, handler: Handler, idle_timeout_s: float) -> None:
+    def __init__(
+        self, handler: Handler, idle_timeout_s: float, shutdown_grace_s: float | None = None
+    ) -> None:
         self.handler = handler
         self.idle_timeout_s = idle_timeout_s
+        self.shutdown_grace_s = idle_timeout_s if shutdown_grace_s is None else shutdown_grace_s
         self.open: set[HttpFront] = set()
         self.closing = False
+        self._all_gone = asyncio.Event()
 
     def create_connection(self, *args: Any, **kwargs: Any) -> HttpFront:
         """Called by websockets with a ``ServerConnection``'s arguments; the
         connection itself is only built for an upgrade."""
         return HttpFront(self, lambda: ServerConnection(*args, **kwargs))
 
-    def close_all(self) -> None:
+    async def close_all(self) -> None:
+        """Close idle connections now, the others after their answer in
+        flight; abort whatever is still open after the grace period (a
+        client that does not read would otherwise hold shutdown forever)."""
         self.closing = True
         for front in list(self.open):
             front.close_when_idle()
+        if self.open:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_gone.wait(), self.shutdown_grace_s)
+        for front in list(self.open):
+            front.abort_now("shutdown")
+
+    def leave(self, front: HttpFront) -> None:
+        if front in self.open:
+            self.open.discard(front)
+            metrics.HTTP_CONNECTIONS.dec()
+            if self.closing and not self.open:
+                self._all_gone.set()
 
 
 class HttpFront(asyncio.Protocol):
@@ -130,26 +101,42 @@ class HttpFront(asyncio.Protocol):
         self._eof = False  # the client shut down its side: close once answered
         self._writable: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._abort: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None  # held: errors are seen, not lost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self._owner.open.add(self)
+        metrics.HTTP_CONNECTIONS.inc()
+        if self._owner.closing:  # accepted while the server shuts down
+            self._close()
+            return
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._owner.open.discard(self)
+        self._owner.leave(self)
         self._cancel_idle()
+        if self._abort is not None:
+            self._abort.cancel()
+            self._abort = None
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 
     def pause_writing(self) -> None:
         self._writable = asyncio.get_running_loop().create_future()
+        # The client is not reading: give it the idle timeout to catch up.
+        self.abort_after(self._owner.idle_timeout_s, "slow_reader")
 
     def resume_writing(self) -> None:
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
         self._writable = None
+        transport = self._transport
+        closing = transport is None or transport.is_closing() or self._owner.closing
+        if self._abort is not None and not closing:  # caught up: the deadline no longer applies
+            self._abort.cancel()
+            self._abort = None
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -161,21 +148,50 @@ class HttpFront(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._eof = True
-        if not self._busy and self._transport is not None:
-            self._transport.close()
+        if not self._busy:
+            self._close()
         return True  # half-closed: the answer being computed is still written
 
     def close_when_idle(self) -> None:
-        if not self._busy and self._transport is not None:
-            self._transport.close()
+        if not self._busy:
+            self._close()
+
+    def abort_after(self, delay_s: float, reason: str) -> None:
+        """Abort the connection unless it is gone within ``delay_s`` (an
+        earlier deadline already set stays)."""
+        if self._transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._abort is not None:
+            if self._abort.when() <= loop.time() + delay_s:
+                return
+            self._abort.cancel()
+        self._abort = loop.call_later(delay_s, self.abort_now, reason)
+
+    def abort_now(self, reason: str) -> None:
+        self._abort = None
+        if self._transport is not None:
+            metrics.HTTP_CLOSES.labels(reason).inc()
+            log.info("HTTP connection aborted (%s)", reason)
+            self._transport.abort()
+
+    def _close(self) -> None:
+        """Close after the buffered answers; a client that does not read them
+        within the idle timeout is aborted (``close()`` alone never ends)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.close()
+        if transport.get_write_buffer_size():
+            self.abort_after(self._owner.idle_timeout_s, "slow_reader")
 
     def _next(self) -> None:
         """Serve the next complete request in the buffer, if any."""
         transport = self._transport
         assert transport is not None
-        end = self._buffer.find(b"\r\n\r\n", 0, _MAX_HEAD + 4)
+        end = self._buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
         if end < 0:
-            if len(self._buffer) > _MAX_HEAD:
+            if len(self._buffer) > MAX_HEAD:
                 self._fail(431, "request head too large")
             return
         try:
@@ -189,7 +205,20 @@ class HttpFront(asyncio.Protocol):
         del self._buffer[: end + 4]
         self._cancel_idle()
         self._busy = True
-        asyncio.get_running_loop().create_task(self._serve(request, keeps_alive(request)))
+        self._task = asyncio.get_running_loop().create_task(
+            self._serve(request, keeps_alive(request))
+        )
+        self._task.add_done_callback(self._served)
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        """A failure outside the handler's own guard: log it, drop the connection."""
+        if self._task is task:
+            self._task = None
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("HTTP connection failed", exc_info=exc)
+        if (exc is not None or task.cancelled()) and self._transport is not None:
+            self._transport.abort()
 
     async def _serve(self, request: Request, keep_alive: bool) -> None:
         transport = self._transport
@@ -199,14 +228,15 @@ class HttpFront(asyncio.Protocol):
             data = (await self._owner.handler(request)).serialize(keep_alive)
         except Exception:
             log.exception("HTTP %s failed", request.path[:100])
-            keep_alive, data = False, _error(500, "internal error")
+            keep_alive, data = False, error_answer(500, "internal error")
+            metrics.HTTP_REQUESTS.labels(metrics.http_route(request.path), "500").inc()
         if transport.is_closing():
             return
         transport.write(data)
         if not keep_alive or self._owner.closing:  # shutdown began meanwhile
-            transport.close()
+            self._close()
             return
-        if self._writable is not None:  # the client is not reading its answers
+        if self._writable is not None:  # not reading its answers: aborted if it stays so
             await self._writable
             if transport.is_closing():
                 return
@@ -217,13 +247,16 @@ class HttpFront(asyncio.Protocol):
         self._arm_idle()
         if self._buffer:
             self._next()
-        if self._eof and not self._busy and not transport.is_closing():
-            transport.close()
+        if self._eof and not self._busy:
+            self._close()
 
     def _switch(self, transport: asyncio.Transport) -> None:
         """Hand the connection to websockets, replaying what was read."""
-        self._owner.open.discard(self)
+        self._owner.leave(self)
         self._cancel_idle()
+        if self._abort is not None:  # websockets' own timeouts govern from here
+            self._abort.cancel()
+            self._abort = None
         connection = self._upgrade()
         transport.set_protocol(connection)
         connection.connection_made(transport)
@@ -234,8 +267,9 @@ class HttpFront(asyncio.Protocol):
 
     def _fail(self, status: int, message: str) -> None:
         assert self._transport is not None
-        self._transport.write(_error(status, message))
-        self._transport.close()
+        metrics.HTTP_REQUESTS.labels("invalid", str(status)).inc()
+        self._transport.write(error_answer(status, message))
+        self._close()
 
     def _arm_idle(self) -> None:
         self._cancel_idle()
@@ -250,4 +284,5 @@ class HttpFront(asyncio.Protocol):
     def _on_idle(self) -> None:
         self._idle = None
         if not self._busy and self._transport is not None:
-            self._transport.close()
+            metrics.HTTP_CLOSES.labels("timeout" if self._buffer else "idle").inc()
+            self._close()

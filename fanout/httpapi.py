@@ -35,6 +35,7 @@ from fanout.auth import Principal, TokenVerifier, bearer_token
 from fanout.channels import OwnershipCache, is_identifier, strict_symbol
 from fanout.config import FanoutConfig
 from fanout.errors import AuthError, BackendUnavailable
+from fanout.httphead import is_upgrade
 from fanout.ownership import OwnershipStore
 from fanout.store import SnapshotStore
 
@@ -131,15 +132,15 @@ class HttpApi:
 
     async def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
         """websockets' hook for upgrade requests: None accepts ``/ws``."""
-        if urlsplit(request.path).path == "/ws" and _is_upgrade(request):
+        if urlsplit(request.path).path == "/ws" and is_upgrade(request):
             return None
         return (await self.handle(request)).to_response()
 
     async def handle(self, request: Request) -> Reply:
         """Any request (``fanout.front`` calls this for plain HTTP)."""
         path = urlsplit(request.path).path
-        upgrade = _is_upgrade(request)
-        route = _route_name(path)
+        upgrade = is_upgrade(request)
+        route = metrics.http_route(path)
         try:
             if upgrade:
                 raise HttpError(404, "the websocket endpoint is /ws")
@@ -241,16 +242,3 @@ class HttpApi:
             log.exception("history(%s, %s) failed", symbol, span)
             raise HttpError(502, "history backend failed") from exc
         return {"symbol": symbol, "range": span, "points": rows}
-
-
-def _is_upgrade(request: Request) -> bool:
-    return "websocket" in request.headers.get("Upgrade", "").lower()
-
-
-def _route_name(path: str) -> str:
-    """Low-cardinality metric label (ids never become labels)."""
-    if path.startswith("/v1/"):
-        head = path[4:].split("/")
-        if head[0] in {"dashboard", "portfolios", "prices", "history"}:
-            return "/v1/" + head[0] + ("/{id}" if len(head) > 1 else "")
-    return path if path in {"/", "/healthz", "/metrics", "/ws"} else "other"

@@ -27,6 +27,15 @@ AUTH_FAILURES = Counter("folio_fanout_auth_failures_total", "Refused tokens", ["
 DENIED = Counter("folio_fanout_channel_denied_total", "Refused subscriptions", ["reason"])
 CLOSES = Counter("folio_fanout_closes_total", "Connections closed by the server", ["code"])
 HTTP_REQUESTS = Counter("folio_fanout_http_requests_total", "HTTP requests", ["route", "status"])
+HTTP_CONNECTIONS = Gauge(
+    "folio_fanout_http_connections", "Open keep-alive HTTP connections (before any upgrade)"
+)
+HTTP_CLOSES = Counter(
+    "folio_fanout_http_closes_total",
+    "Keep-alive HTTP connections closed by the server: idle, timeout (head never "
+    "completed), slow_reader (answers not read), shutdown (still open after the grace)",
+    ["reason"],
+)
 LATENCY = LatencyHistogram(
     "folio_fanout_delivery_latency_seconds",
     "Per frame, its oldest update: fanout = received from Redis -> written to the "
@@ -39,3 +48,13 @@ REGISTRY.register(LATENCY)
 # The per-frame path observes these directly (fanout.latency: no locks).
 LATENCY_FANOUT = LATENCY.stages["fanout"]
 LATENCY_END_TO_END = LATENCY.stages["end_to_end"]
+
+
+def http_route(path: str) -> str:
+    """Low-cardinality ``route`` label of a request target (ids never become labels)."""
+    path = path.split("?", 1)[0]
+    if path.startswith("/v1/"):
+        head = path[4:].split("/")
+        if head[0] in {"dashboard", "portfolios", "prices", "history"}:
+            return "/v1/" + head[0] + ("/{id}" if len(head) > 1 else "")
+    return path if path in {"/", "/healthz", "/metrics", "/ws"} else "other"

@@ -88,7 +88,7 @@ class FanoutServer:
         api = HttpApi(cfg, verifier, store, ownership, self._portfolios, self._history)
         # Every connection starts as HTTP/1.1 with keep-alive (fanout.front);
         # only websocket upgrades become websockets' ServerConnections.
-        self._front = FrontEnd(api.handle, cfg.http_idle_timeout_s)
+        self._front = FrontEnd(api.handle, cfg.http_idle_timeout_s, cfg.close_timeout_s)
         self._ws = await serve(
             self._handle,
             cfg.host,
@@ -123,13 +123,12 @@ class FanoutServer:
         """Tell clients to reconnect (1012), then release every resource."""
         if self._ws is not None:
             self._ws.close(close_connections=False)  # stop accepting first
-            if self._front is not None:
-                self._front.close_all()  # keep-alive HTTP: after the answer in flight
-            sessions = self.registry.sessions()
-            await asyncio.gather(
-                *(s.close(protocol.CLOSE_RESTART, "service restart") for s in sessions),
-                return_exceptions=True,
-            )
+            closing = [
+                s.close(protocol.CLOSE_RESTART, "service restart") for s in self.registry.sessions()
+            ]
+            if self._front is not None:  # keep-alive HTTP: after the answer in flight
+                closing.append(self._front.close_all())
+            await asyncio.gather(*closing, return_exceptions=True)
             self._ws.close()  # unauthenticated stragglers get 1001
             await self._ws.wait_closed()
         if self._hub is not None:

@@ -8,13 +8,17 @@ import asyncio
 import base64
 import os
 import secrets
+import time
 
 import orjson
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from fanout.auth import mint_token
 from fanout.config import FanoutConfig
+from fanout.front import HttpFront
+from fanout.server import FanoutServer
 from fanout.testing import (
     KeepAliveClient,
     add_portfolios,
@@ -96,6 +100,15 @@ def test_one_connection_serves_many_requests_each_as_its_own_caller(dsn, prefix)
         (b"POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 400),
         (b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+        (b"GET /healthz HTTP/1.0\r\n\r\n", 200),  # HTTP/1.0 needs no Host
+        (b"GET /healthz HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 without Host
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET /health\x00z HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /health\x7fz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /health\rz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\x7fb\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", 400),
     ],
 )
 def test_connection_closes_when_asked_or_when_the_request_cannot_be_framed(
@@ -118,7 +131,7 @@ def test_http_10_keep_alive_and_post_without_body(dsn, prefix):
             conn = await KeepAliveClient.connect(server.port)
             conn.send_raw(_get("/healthz", version="1.0", extra="Connection: keep-alive\r\n"))
             assert (await conn.response())[1]["connection"] == "keep-alive"
-            conn.send_raw(b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            conn.send_raw(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
             assert (await conn.response())[0] == 405
             assert (await conn.get("/healthz"))[0] == 200
 
@@ -216,5 +229,114 @@ def test_requests_sent_before_the_client_shuts_down_its_side_are_answered(dsn, p
             data = await asyncio.wait_for(reader.read(), 5)  # until the server closes
             assert data.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 404 " in data
             writer.close()
+
+    _run(scenario())
+
+
+def _fronts(server: FanoutServer) -> set[HttpFront]:
+    """The server's open keep-alive connections (white-box: flow control is
+    not observable from a client that must not read)."""
+    assert server._front is not None
+    return server._front.open
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def _until(predicate, what: str, deadline_s: float = 10.0) -> None:
+    """Poll ``predicate``; the deadline only turns a hang into a failure."""
+    deadline = time.monotonic() + deadline_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _drain_until_closed(reader: asyncio.StreamReader) -> None:
+    try:
+        while await asyncio.wait_for(reader.read(1 << 16), 10):
+            pass
+    except ConnectionResetError:
+        pass  # aborted: the reset may overtake the unread answers
+
+
+def test_a_client_that_stops_reading_is_aborted(dsn, prefix):
+    aborted = "folio_fanout_http_closes_total"
+
+    async def scenario():
+        async with running_server(_config(dsn, prefix, http_idle_timeout_s=0.5)) as server:
+            before = _sample(aborted, reason="slow_reader")
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(_get("/metrics") * 2000)  # megabytes of answers, never read
+            await _until(lambda: _sample(aborted, reason="slow_reader") > before, "the abort")
+            await _until(lambda: not _fronts(server), "the connection to go")
+            await _drain_until_closed(reader)
+            writer.close()
+
+    _run(scenario())
+
+
+def test_shutdown_aborts_a_client_that_stops_reading(dsn, prefix):
+    config = _config(dsn, prefix, http_idle_timeout_s=60, close_timeout_s=0.3)
+
+    async def scenario():
+        async with running_server(config) as server:
+            before = _sample("folio_fanout_http_closes_total", reason="shutdown")
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(_get("/metrics") * 2000)
+            await _until(
+                lambda: any(f._writable is not None for f in _fronts(server)),
+                "the server to block writing",
+            )
+        # shutdown returned (the _run deadline fails a hang) and aborted the connection
+        assert _sample("folio_fanout_http_closes_total", reason="shutdown") > before
+        await _drain_until_closed(reader)
+        writer.close()
+
+    _run(scenario())
+
+
+def test_reading_pauses_while_pipelined_requests_wait_and_all_are_answered_in_order(dsn, prefix):
+    alice = mint_token(SECRET, "alice", 60)
+    release = asyncio.Event()
+
+    async def history(symbol: str, span: str) -> list[dict]:
+        await release.wait()  # holds the first request while the rest pile up
+        return [{"symbol": symbol}]
+
+    async def scenario():
+        async with running_server(_config(dsn, prefix), history) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(_get("/v1/history/AAA?range=1m", alice))
+            pad = "X-Pad: " + "a" * 1000 + "\r\n"
+            paths = ["/healthz" if n % 2 else "/nope" for n in range(2000)]  # ~2 MB
+            writer.write(b"".join(_get(path, extra=pad) for path in paths))
+            await _until(lambda: len(_fronts(server)) == 1, "the connection")
+            front = next(iter(_fronts(server)))
+            await _until(lambda: front._reading_paused, "reading to pause")
+            assert len(front._buffer) < 1_000_000  # paused: most of it still in the socket
+            release.set()
+            conn = KeepAliveClient(reader, writer)
+            assert (await conn.response())[0] == 200
+            statuses = [(await conn.response())[0] for _ in paths]
+            assert statuses == [200 if path == "/healthz" else 404 for path in paths]
+            assert not front._reading_paused
+            conn.close()
+
+    _run(scenario())
+
+
+def test_front_failures_are_counted(dsn, prefix):
+    def count(status: str) -> float:
+        return _sample("folio_fanout_http_requests_total", route="invalid", status=status)
+
+    async def scenario():
+        async with running_server(_config(dsn, prefix)) as server:
+            before = count("400")
+            conn = await KeepAliveClient.connect(server.port)
+            conn.send_raw(b"GET /healthz HTTP/1.1\r\n\r\n")
+            assert (await conn.response())[0] == 400
+            assert count("400") == before + 1
+            assert await conn.at_eof()
 
     _run(scenario())
