@@ -8,7 +8,8 @@ buffer, so concurrent requests share one connection and a read costs a few µs.
 
 Guarantees: replies are matched to requests in order (a request that timed
 out leaves its slot, so later replies stay matched); a lost connection is
-replaced on the next read; every failure is ``BackendUnavailable``.
+replaced on the next read (a ``GET`` whose connection died between
+requests is retried once on a fresh one); every failure is ``BackendUnavailable``.
 """
 
 from __future__ import annotations
@@ -48,13 +49,25 @@ class RedisReader:
     async def get(self, key: str) -> bytes | None:
         try:
             async with asyncio.timeout(self._timeout):
-                conn = await self._connection()
-                value = await conn.request("GET", key)
+                value = await self._get(key)
         except (PubSubError, TimeoutError) as exc:
             raise BackendUnavailable("redis", str(exc) or "timeout") from exc
         if value is not None and not isinstance(value, bytes):
             raise BackendUnavailable("redis", f"unexpected GET reply {type(value).__name__}")
         return value
+
+    async def _get(self, key: str) -> object:
+        reused = self._conn
+        conn = await self._connection()
+        try:
+            return await conn.request("GET", key)
+        except PubSubError:
+            # Redis (or a proxy) dropped the idle connection between requests: a GET
+            # is a read, so one retry on a fresh connection is safe. An error reply
+            # on a live connection, or a failing fresh one, is not retried.
+            if conn is not reused or not conn.closed.done():
+                raise
+            return await (await self._connection()).request("GET", key)
 
     async def _connection(self) -> PubSubProtocol:
         conn = self._conn
@@ -66,8 +79,13 @@ class RedisReader:
                 conn = await connect(
                     self._address, self._client_name, _ignore, _ignore, timeout_s=self._timeout
                 )
-                if self._db:
-                    await conn.request("SELECT", str(self._db))
+                try:
+                    if self._db:
+                        await conn.request("SELECT", str(self._db))
+                except BaseException:  # also a timeout: never leak the half-set-up connection
+                    if conn.transport is not None:
+                        conn.transport.close()
+                    raise
                 self._conn = conn
             return conn
 
