@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fanout import metrics, wire
-from fanout.messages import Frame, Outgoing, Update
+from fanout.messages import Frame, Update
 from fanout.userslot import UserSlot
 
-__all__ = ["Frame", "Mailbox", "Outgoing", "Update"]
+__all__ = ["Frame", "Mailbox", "Update"]
 
 
 @dataclass(slots=True)
@@ -72,26 +72,10 @@ class _StateSlot:
     def ready(self) -> bool:
         return self.pending is not None and not self.awaiting_snapshot
 
-    def _advance(self) -> tuple[Update, str]:
-        update = self.pending
-        assert update is not None
-        self.seq += 1
-        if update.version is not None:
-            self.sent_version = update.version
-        kind = "snapshot" if self.is_snapshot else "update"
-        self.pending, self.is_snapshot = None, False
-        return update, kind
-
-    def take(self, channel: str) -> Outgoing:
-        update, kind = self._advance()
-        return Outgoing(
-            kind, channel, self.seq, update.payload, update.raw, update.received_at, update.event_ms
-        )
-
     def take_bytes(self, channel: str) -> tuple[bytes, Update | None]:
-        """``take`` as bytes, and the update when it is one (for latency).
-        The writer's hot path: ``_advance`` inlined, the update prefix kept
-        in the slot."""
+        """The pending state as one channel message's bytes, and the update
+        when it is one (for latency). The writer's hot path: the update prefix
+        is kept in the slot."""
         update = self.pending
         assert update is not None
         self.seq += 1
@@ -118,7 +102,7 @@ def _nothing() -> None:
 class Mailbox:
     """One client's pending state. ``offer*`` never block (the Redis reader
     calls them) and call ``notify`` when something became sendable; the
-    client's writer calls ``due_in`` and ``take``."""
+    client's writer calls ``due_in`` and ``take_frame``."""
 
     def __init__(
         self,
@@ -181,20 +165,10 @@ class Mailbox:
             return 0.0
         return max(0.0, self._last_frame + self._interval - self._clock())
 
-    def take(self) -> tuple[list[dict[str, Any]], list[Outgoing]]:
-        """Everything sendable now; marks the frame as sent for pacing."""
-        control, self._control = self._control, []
-        out = [slot.take(name) for name, slot in self._slots.items() if slot.ready()]
-        self._urgent = False
-        if control or out:
-            self._last_frame = self._clock()
-        if self._counts:
-            self._flush_counts()
-        return control, out
-
     def take_frame(self) -> Frame | None:
-        """``take`` for the writer: the frame's bytes built in the same pass
-        (no object per message), with what its latency sample needs."""
+        """Everything sendable now as one frame (marks it sent for pacing):
+        the bytes built in one pass (no object per message), with what its
+        latency sample needs; None when there is nothing."""
         parts = [wire.dumps(c) for c in self._control]
         self._control = []
         received: float | None = None

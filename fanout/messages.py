@@ -18,17 +18,6 @@ class Update:
 
 
 @dataclass(slots=True)
-class Outgoing:
-    type: str  # "snapshot" | "update"
-    channel: str
-    seq: int
-    payload: Any
-    raw: bytes | None = None
-    received_at: float | None = None
-    event_ms: int | None = None
-
-
-@dataclass(slots=True)
 class Frame:
     """What the writer sends: the bytes, how many channel messages they hold,
     and the oldest update's ``received_at`` / ``event_ms`` (latency)."""

@@ -23,8 +23,6 @@ from typing import Any
 
 import orjson
 
-from fanout import wire
-from fanout.conflate import Outgoing
 from fanout.errors import ProtocolViolation
 
 # Close codes. 1xxx are standard; 44xx mirror HTTP statuses for app errors.
@@ -71,14 +69,3 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
     if len(channels) > MAX_CHANNELS_PER_MESSAGE:
         raise ProtocolViolation(f"at most {MAX_CHANNELS_PER_MESSAGE} channels per message")
     return ClientMessage(kind, channels=tuple(channels))
-
-
-def encode_message(message: Outgoing) -> bytes:
-    """One channel message; the payload's original JSON bytes are reused."""
-    payload = message.raw if message.raw is not None else wire.dumps(message.payload)
-    return wire.channel_message(message.type, message.channel, message.seq, payload)
-
-
-def encode_frame(control: list[dict[str, Any]], messages: list[Outgoing]) -> bytes:
-    """Control replies first, then channel messages; a batch when several."""
-    return wire.frame([wire.dumps(c) for c in control] + [encode_message(m) for m in messages])

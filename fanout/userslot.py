@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fanout import wire
-from fanout.messages import Outgoing, Update
+from fanout.messages import Update
 from fanout.messages import newer as _newer
 
 
@@ -87,7 +87,9 @@ class UserSlot:
             self.is_snapshot or bool(self.cards) or bool(self.alerts)
         )
 
-    def take(self, channel: str) -> Outgoing:
+    def take_bytes(self, channel: str) -> tuple[bytes, Update | None]:
+        """The merged cards and alerts as one message, and an update carrying
+        its latency sample when it is an update (not a snapshot)."""
         self.seq += 1
         payload: dict[str, Any] = {"cards": self.cards, "alerts": list(self.alerts)}
         if self.is_snapshot:
@@ -95,14 +97,10 @@ class UserSlot:
         for name, card in self.cards.items():
             self.sent_cards[name] = _card_version(card)
         kind = "snapshot" if self.is_snapshot else "update"
-        out = Outgoing(kind, channel, self.seq, payload, None, self.received_at)
+        message = wire.channel_message(kind, channel, self.seq, wire.dumps(payload))
+        received_at = self.received_at
         self.cards, self.alerts, self.dashboard = {}, deque(), None
         self.is_snapshot, self.received_at = False, None
-        return out
-
-    def take_bytes(self, channel: str) -> tuple[bytes, Update | None]:
-        out = self.take(channel)
-        message = wire.channel_message(out.type, channel, out.seq, wire.dumps(out.payload))
-        if out.type != "update":
+        if kind != "update":
             return message, None
-        return message, Update(None, None, None, out.received_at)  # its latency sample
+        return message, Update(None, None, None, received_at)

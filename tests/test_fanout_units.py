@@ -14,7 +14,7 @@ from fanout.auth import TokenVerifier, bearer_token, mint_token
 from fanout.channels import ChannelKind, parse_channel, strict_symbol
 from fanout.conflate import Mailbox, Update
 from fanout.errors import AuthError, ChannelDenied, ProtocolViolation
-from fanout.protocol import encode_frame, parse_client_message
+from fanout.protocol import parse_client_message
 
 SECRET = "unit-test-secret-0123456789abcdef"
 
@@ -103,6 +103,16 @@ def _update(version: int | None, **payload: object) -> Update:
     return Update(body, orjson.dumps(body), version)
 
 
+def _take(box: Mailbox) -> tuple[list[dict], list[dict]]:
+    """The next frame, decoded: (control replies, channel messages)."""
+    frame = box.take_frame()
+    if frame is None:
+        return [], []
+    data = orjson.loads(frame.data)
+    messages = data["messages"] if data.get("type") == "batch" else [data]
+    return [m for m in messages if "channel" not in m], [m for m in messages if "channel" in m]
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0
@@ -116,10 +126,10 @@ def test_mailbox_holds_updates_until_the_snapshot_and_keeps_the_newest():
     box = Mailbox(0.25, clock=clock)
     box.open("prices:A")
     box.offer("prices:A", _update(5))
-    assert box.take() == ([], [])  # nothing before the snapshot
+    assert _take(box) == ([], [])  # nothing before the snapshot
     box.offer_snapshot("prices:A", _update(3))  # older than the held update
-    _, out = box.take()
-    assert [(m.type, m.seq, m.payload["version"]) for m in out] == [("snapshot", 1, 5)]
+    _, out = _take(box)
+    assert [(m["type"], m["seq"], m["payload"]["version"]) for m in out] == [("snapshot", 1, 5)]
 
 
 def test_mailbox_conflates_to_latest_paces_and_drops_stale():
@@ -127,71 +137,80 @@ def test_mailbox_conflates_to_latest_paces_and_drops_stale():
     box = Mailbox(0.25, clock=clock)
     box.open("prices:A")
     box.offer_snapshot("prices:A", _update(1))
-    box.take()
+    _take(box)
     for version in range(2, 50):
         box.offer("prices:A", _update(version))
     box.offer("prices:A", _update(10))  # stale: older than pending 49
     assert box.due_in() == pytest.approx(0.25)
     clock.now += 0.25
     assert box.due_in() == 0
-    _, out = box.take()
-    assert [(m.type, m.seq, m.payload["version"]) for m in out] == [("update", 2, 49)]
+    _, out = _take(box)
+    assert [(m["type"], m["seq"], m["payload"]["version"]) for m in out] == [("update", 2, 49)]
     box.offer("prices:A", _update(49))  # already sent: dropped
     clock.now += 1
-    assert box.take() == ([], [])
+    assert _take(box) == ([], [])
 
 
 def test_user_channel_merges_cards_and_keeps_every_alert_in_order():
     box = Mailbox(0.25, max_alerts=3, clock=FakeClock())
     box.open("user", merge_user=True)
     box.offer_snapshot("user", Update({"user_id": "alice", "cards": {"income": {"version": 2}}}))
-    box.take()
+    _take(box)
     box.offer("user", Update({"type": "cards", "cards": {"income": {"version": 1}}}))  # stale
     box.offer("user", Update({"type": "cards", "cards": {"perf": {"version": 1, "x": "a"}}}))
     box.offer("user", Update({"type": "cards", "cards": {"perf": {"version": 2, "x": "b"}}}))
     for n in range(5):
         box.offer("user", Update({"type": "alert", "alert": {"n": n}}))
-    _, (message,) = box.take()
-    assert message.payload["cards"] == {"perf": {"version": 2, "x": "b"}}
-    assert message.payload["alerts"] == [{"n": 2}, {"n": 3}, {"n": 4}]  # bounded, oldest dropped
+    _, (message,) = _take(box)
+    assert message["payload"]["cards"] == {"perf": {"version": 2, "x": "b"}}
+    assert message["payload"]["alerts"] == [{"n": 2}, {"n": 3}, {"n": 4}]  # bounded, oldest dropped
 
 
 def test_frames_batch_several_messages_and_reuse_raw_payload():
     box = Mailbox(0, clock=FakeClock())
     for name in ("prices:A", "prices:B"):
         box.open(name)
-        box.offer_snapshot(name, _update(1, price="1.10"))
-    _, out = box.take()
-    frame = orjson.loads(encode_frame([{"type": "pong"}], out))
-    assert frame["type"] == "batch"
-    assert [m["type"] for m in frame["messages"]] == ["pong", "snapshot", "snapshot"]
-    assert frame["messages"][1] == {
+        box.offer_snapshot(name, Update({"unused": True}, b'{"version":1,"price":"1.10"}', 1))
+    box.control({"type": "pong"})
+    frame = box.take_frame()
+    assert frame is not None and frame.messages == 2
+    data = orjson.loads(frame.data)
+    assert data["type"] == "batch"
+    assert [m["type"] for m in data["messages"]] == ["pong", "snapshot", "snapshot"]
+    assert data["messages"][1] == {  # the raw bytes, not the decoded payload
         "type": "snapshot",
         "channel": "prices:A",
         "seq": 1,
         "payload": {"version": 1, "price": "1.10"},
     }
-    single = orjson.loads(encode_frame([{"type": "pong"}], []))
-    assert single == {"type": "pong"}
+    box.control({"type": "pong"})
+    single = box.take_frame()
+    assert single is not None and orjson.loads(single.data) == {"type": "pong"}
 
 
-def test_take_frame_sends_what_take_would_and_the_oldest_update_times():
-    boxes = [Mailbox(0, clock=FakeClock()) for _ in range(2)]
-    for box in boxes:
-        for name in ("prices:A", "prices:B", "user"):
-            box.open(name, merge_user=name == "user")
-            box.offer_snapshot(name, _update(1, price="1.00"))
-        box.take()
-        box.control({"type": "pong"})
-        box.offer("prices:B", Update({"version": 5}, b'{"version":5}', 5, 7.0, 1_700_000_000_005))
-        box.offer("prices:A", Update({"version": 6}, None, 6, 9.0, 1_700_000_000_002))
-        box.offer("user", Update({"type": "alert", "alert": {"n": 1}}, None, None, 8.0))
-    control, out = boxes[0].take()
-    frame = boxes[1].take_frame()
+def test_take_frame_carries_the_oldest_update_times():
+    box = Mailbox(0, clock=FakeClock())
+    for name in ("prices:A", "prices:B", "user"):
+        box.open(name, merge_user=name == "user")
+        box.offer_snapshot(name, _update(1, price="1.00"))
+    _take(box)
+    box.control({"type": "pong"})
+    box.offer("prices:B", Update({"version": 5}, b'{"version":5}', 5, 7.0, 1_700_000_000_005))
+    box.offer("prices:A", Update({"version": 6}, None, 6, 9.0, 1_700_000_000_002))
+    box.offer("user", Update({"type": "alert", "alert": {"n": 1}}, None, None, 8.0))
+    frame = box.take_frame()
     assert frame is not None
-    assert frame.data == encode_frame(control, out)
     assert (frame.messages, frame.received_at, frame.event_ms) == (3, 7.0, 1_700_000_000_002)
-    assert boxes[1].take_frame() is None and boxes[0].take() == ([], [])
+    data = orjson.loads(frame.data)
+    assert [(m["type"], m.get("channel"), m.get("seq")) for m in data["messages"]] == [
+        ("pong", None, None),
+        ("update", "prices:A", 2),
+        ("update", "prices:B", 2),
+        ("update", "user", 2),
+    ]
+    assert data["messages"][1]["payload"] == {"version": 6}
+    assert data["messages"][3]["payload"] == {"cards": {}, "alerts": [{"n": 1}]}
+    assert box.take_frame() is None
 
 
 def test_client_messages_are_validated():
