@@ -35,6 +35,10 @@ class FanoutConfig:
     close_timeout_s: float = 2.0
     # A keep-alive HTTP connection without a complete request for this long is closed.
     http_idle_timeout_s: float = 15.0
+    # Connections in the HTTP phase (kept alive or not yet upgraded); beyond it a new one is
+    # answered 503 and closed. Keep-alive holds each for up to http_idle_timeout_s after its
+    # last answer, and max_connections_per_user only covers authenticated websockets.
+    max_http_connections: int = 10_000
     ownership_cache_s: float = 5.0
     max_pending_alerts: int = 100
     jwt_leeway_s: float = 0.0
@@ -59,6 +63,7 @@ class FanoutConfig:
             "blocked_client_timeout_s": self.blocked_client_timeout_s,
             "auth_timeout_s": self.auth_timeout_s,
             "http_idle_timeout_s": self.http_idle_timeout_s,
+            "max_http_connections": self.max_http_connections,
             "max_pending_alerts": self.max_pending_alerts,
         }
         for name, value in positive.items():

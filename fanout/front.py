@@ -18,6 +18,8 @@ Guarantees:
 - A connection is closed after ``idle_timeout_s`` without a complete request
   (slow or silent clients), after ``Connection: close`` or an HTTP/1.0
   request without keep-alive, and when the server shuts down.
+- Beyond ``max_connections`` open connections a new one is answered 503
+  and closed (upgraded websockets no longer count).
 - A client that stops reading its answers is aborted once its socket stayed
   blocked for ``idle_timeout_s`` (also while closing: ``close()`` alone would
   wait for the buffer to drain forever); on shutdown every connection still
@@ -55,10 +57,15 @@ class FrontEnd:
     ``create_connection`` hook) and closes them all on shutdown."""
 
     def __init__(
-        self, handler: Handler, idle_timeout_s: float, shutdown_grace_s: float | None = None
+        self,
+        handler: Handler,
+        idle_timeout_s: float,
+        shutdown_grace_s: float | None = None,
+        max_connections: int = 10_000,
     ) -> None:
         self.handler = handler
         self.idle_timeout_s = idle_timeout_s
+        self.max_connections = max_connections
         self.shutdown_grace_s = idle_timeout_s if shutdown_grace_s is None else shutdown_grace_s
         self.open: set[HttpFront] = set()
         self.closing = False
@@ -110,6 +117,11 @@ class HttpFront(asyncio.Protocol):
         self._owner.open.add(self)
         metrics.HTTP_CONNECTIONS.inc()
         if self._owner.closing:  # accepted while the server shuts down
+            self._close()
+            return
+        if len(self._owner.open) > self._owner.max_connections:
+            metrics.HTTP_CLOSES.labels("limit").inc()
+            transport.write(error_answer(503, "too many connections"))
             self._close()
             return
         self._arm_idle()

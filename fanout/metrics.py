@@ -33,7 +33,8 @@ HTTP_CONNECTIONS = Gauge(
 HTTP_CLOSES = Counter(
     "folio_fanout_http_closes_total",
     "Keep-alive HTTP connections closed by the server: idle, timeout (head never "
-    "completed), slow_reader (answers not read), shutdown (still open after the grace)",
+    "completed), slow_reader (answers not read), shutdown (still open after the grace), "
+    "limit (refused: max_http_connections)",
     ["reason"],
 )
 LATENCY = LatencyHistogram(

@@ -88,7 +88,9 @@ class FanoutServer:
         api = HttpApi(cfg, verifier, store, ownership, self._portfolios, self._history)
         # Every connection starts as HTTP/1.1 with keep-alive (fanout.front);
         # only websocket upgrades become websockets' ServerConnections.
-        self._front = FrontEnd(api.handle, cfg.http_idle_timeout_s, cfg.close_timeout_s)
+        self._front = FrontEnd(
+            api.handle, cfg.http_idle_timeout_s, cfg.close_timeout_s, cfg.max_http_connections
+        )
         self._ws = await serve(
             self._handle,
             cfg.host,

@@ -340,3 +340,22 @@ def test_front_failures_are_counted(dsn, prefix):
             assert await conn.at_eof()
 
     _run(scenario())
+
+
+def test_connections_beyond_the_limit_are_refused_until_one_closes(dsn, prefix):
+    async def scenario():
+        async with running_server(_config(dsn, prefix, max_http_connections=2)) as server:
+            held = [await KeepAliveClient.connect(server.port) for _ in range(2)]
+            for conn in held:
+                assert (await conn.get("/healthz"))[0] == 200
+            extra = await KeepAliveClient.connect(server.port)
+            status, headers, _ = await extra.response()  # refused before any request
+            assert (status, headers["connection"]) == (503, "close")
+            assert await extra.at_eof()
+            held[0].close()
+            await _until(lambda: len(_fronts(server)) < 2, "the closed connection to go")
+            again = await KeepAliveClient.connect(server.port)
+            assert (await again.get("/healthz"))[0] == 200
+            assert (await held[1].get("/healthz"))[0] == 200
+
+    _run(scenario())
