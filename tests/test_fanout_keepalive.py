@@ -8,6 +8,7 @@ import asyncio
 import base64
 import os
 import secrets
+import socket
 import time
 
 import orjson
@@ -252,6 +253,16 @@ async def _until(predicate, what: str, deadline_s: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _non_reader(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection with a tiny receive buffer (fixed before connecting, so the
+    kernel cannot grow it): a few answers fill it, then the server's side."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(sock=sock)
+
+
 async def _drain_until_closed(reader: asyncio.StreamReader) -> None:
     try:
         while await asyncio.wait_for(reader.read(1 << 16), 10):
@@ -266,7 +277,7 @@ def test_a_client_that_stops_reading_is_aborted(dsn, prefix):
     async def scenario():
         async with running_server(_config(dsn, prefix, http_idle_timeout_s=0.5)) as server:
             before = _sample(aborted, reason="slow_reader")
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            reader, writer = await _non_reader(server.port)
             writer.write(_get("/metrics") * 2000)  # megabytes of answers, never read
             await _until(lambda: _sample(aborted, reason="slow_reader") > before, "the abort")
             await _until(lambda: not _fronts(server), "the connection to go")
@@ -282,7 +293,7 @@ def test_shutdown_aborts_a_client_that_stops_reading(dsn, prefix):
     async def scenario():
         async with running_server(config) as server:
             before = _sample("folio_fanout_http_closes_total", reason="shutdown")
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            reader, writer = await _non_reader(server.port)
             writer.write(_get("/metrics") * 2000)
             await _until(
                 lambda: any(f._writable is not None for f in _fronts(server)),
