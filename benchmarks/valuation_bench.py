@@ -75,6 +75,7 @@ from flows.pipeline import PipelineConfig, PipelineSinks, PipelineSources, build
 from flows.portfolio import PortfolioState, value
 from flows.portfolio.fast_valuation import Valuer
 from flows.valuation.flow import ValuationConfig, ValuationSinks, add_valuation
+from folio.runtime import tune_gc
 from schemas.envelope import RawBatch, RawRecord
 from schemas.fast import TickRow
 from schemas.topics import TOPICS
@@ -405,6 +406,7 @@ def measure(params: Params) -> dict[str, Any]:
     # the cyclic GC, which would otherwise scan them in every full collection
     # (~1 s each, measured). The flow's own state is built later, unfrozen.
     gc.freeze()
+    tune_gc()  # as ``folio run`` does
     started = time.perf_counter()
     run_main(flow, epoch_interval=timedelta(seconds=params.epoch_s))
     wall_s = time.perf_counter() - started
