@@ -6,6 +6,7 @@ and sinks/ (which take explicit arguments and never read the environment).
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,26 @@ def recovery_config(
                 f"recovery directory {directory} holds no partitions: in a cluster create "
                 "them once (python -m bytewax.recovery DIR N) and give each process its share"
             )
-        directory.mkdir(parents=True, exist_ok=True)
-        init_db_dir(directory, partitions)
+        _init_recovery_dir(directory, partitions)
     return RecoveryConfig(directory)
+
+
+def _init_recovery_dir(directory: Path, partitions: int) -> None:
+    """Create the partitions in a staging directory, then rename it into
+    place: a process killed while creating them (the chaos test kills at
+    random points) must not leave a directory that looks initialised but
+    holds half-written partitions, which Bytewax then refuses."""
+    staging = directory.with_name(f".{directory.name}.initializing")
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted start
+    staging.mkdir(parents=True)
+    init_db_dir(staging, partitions)
+    if directory.is_dir():
+        try:
+            directory.rmdir()  # empty apart from the partitions it lacks
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise UsageProblem(
+                f"recovery directory {directory} holds files but no partitions: "
+                "give an empty or new directory"
+            ) from None
+    staging.rename(directory)
