@@ -23,7 +23,7 @@ from flows.dashboard.targets import DriftTarget, drift_rows, effective
 from flows.portfolio.fast_valuation import Valuer
 from flows.portfolio.ledger import PortfolioState
 from flows.portfolio.returns import price_return, twr
-from flows.valuation.shard import AppliedTransaction, PositionRow
+from flows.valuation.shard import AppliedTransaction, position_row
 from schemas.alerts import AlertRule
 from schemas.transactions import Transaction
 
@@ -160,21 +160,7 @@ def apply_all(pid: str, rows: list[dict]) -> tuple[PortfolioState, list[AppliedT
         )
         result = state.apply(txn)
         assert result.applied, result
-        position = None
-        if result.symbol is not None:
-            p = state.positions[result.symbol]
-            position = PositionRow(
-                pid,
-                p.symbol,
-                p.quantity,
-                p.cost_basis,
-                p.realized_pnl,
-                p.dividends,
-                p.fees,
-                p.currency,
-                state.seq,
-            )
-        applied.append(AppliedTransaction(txn, position))
+        applied.append(AppliedTransaction(txn, position_row(state, result.symbol)))
     return state, applied
 
 

@@ -23,6 +23,15 @@ class WallClock(FakeClock):
         return int((time.time() - age_s) * 1000)
 
 
+def poll_once(config: Path, symbols: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``folio feed poll --once`` in a child process, as an operator runs it."""
+    argv = [sys.executable, "-m", "folio.cli", "feed", "poll", "--config", str(config)]
+    return subprocess.run(
+        [*argv, "--symbols", symbols, "--once"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
 def test_poll_once_publishes_quotes_from_the_chain(settings: Settings, tmp_path: Path):
     with QuoteServer(WallClock()) as server:
         server.quotes("alpha", price="101.25", skip=frozenset({"MSFT"}))
@@ -45,25 +54,7 @@ def test_poll_once_publishes_quotes_from_the_chain(settings: Settings, tmp_path:
             FOLIO_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
             FOLIO_TOPICS__TICKS=settings.topics.ticks,
         )
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "folio.cli",
-                "feed",
-                "poll",
-                "--config",
-                str(config),
-                "--symbols",
-                "equity:AAPL,MSFT",
-                "--once",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = poll_once(config, "equity:AAPL,MSFT", env)
     assert result.returncode == 0, result.stderr
     ticks = [
         Tick.model_validate_json(v)
@@ -78,24 +69,8 @@ def test_poll_once_publishes_quotes_from_the_chain(settings: Settings, tmp_path:
 def test_bad_config_is_one_line(tmp_path: Path):
     config = tmp_path / "providers.json"
     config.write_text('{"providers": {}, "asset_classes": {}}')
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "folio.cli",
-            "feed",
-            "poll",
-            "--config",
-            str(config),
-            "--symbols",
-            "equity:AAPL",
-            "--once",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("FOLIO_")},
+    result = poll_once(
+        config, "equity:AAPL", {k: v for k, v in os.environ.items() if not k.startswith("FOLIO_")}
     )
     assert result.returncode == 2
     assert result.stderr.startswith("folio: error:") and len(result.stderr.splitlines()) == 1

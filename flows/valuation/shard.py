@@ -195,7 +195,7 @@ class PortfolioShard:
         self.holders.record(state, result)
         source = self.sources.pop(txn.txn_id, ("", -1, -1))
         if result.applied:
-            out.applied.append(AppliedTransaction(txn, _position_row(state, result.symbol)))
+            out.applied.append(AppliedTransaction(txn, position_row(state, result.symbol)))
         elif result.status is ApplyStatus.REJECTED:
             out.rejected.append((txn, result, source))
         return txn.portfolio_id
@@ -235,7 +235,8 @@ class PortfolioShard:
         self.history_dirty.clear()
 
 
-def _position_row(state: PortfolioState, symbol: str | None) -> PositionRow | None:
+def position_row(state: PortfolioState, symbol: str | None) -> PositionRow | None:
+    """The Postgres row of ``symbol``'s position after a transaction (None: no symbol)."""
     if symbol is None:
         return None
     p = state.positions[symbol]
