@@ -100,11 +100,8 @@ def _outage_run(target: Target, args: list[str], seconds: float) -> tuple[float,
             for proxy in (pg, rd):
                 if proc.poll() is not None:
                     return
-                proxy.cut(seconds)
-                time.sleep(seconds + 2.0)
-                for _ in range(3):
-                    proxy.reset()
-                    time.sleep(0.5)
+                proxy.outage(seconds, settle_s=0.5)
+                time.sleep(1.5)
 
         chaos = threading.Thread(target=faults, daemon=True)
         chaos.start()

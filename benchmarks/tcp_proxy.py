@@ -67,6 +67,16 @@ class TcpProxy:
         once the port refuses (the cut itself runs on)."""
         self._command("cut", seconds)
 
+    def outage(self, seconds: float, settle_s: float, resets: int = 3) -> None:
+        """The fault scenario of the outage tests: cut for ``seconds`` (new
+        connections refused, open ones dropped), then ``resets`` connection
+        resets ``settle_s`` apart once the service is back."""
+        self.cut(seconds)
+        time.sleep(seconds + settle_s)
+        for _ in range(resets):
+            self.reset()
+            time.sleep(settle_s)
+
     def reset(self) -> None:
         """Reset every open connection (both sides)."""
         self._command("reset", 0.0)

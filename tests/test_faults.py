@@ -70,11 +70,7 @@ def inject(service: str, target: Settings, proxy: TcpProxy, done: threading.Even
         time.sleep(0.05)
     if done.is_set():
         return
-    proxy.cut(OUTAGE_S)
-    time.sleep(OUTAGE_S + 0.5)
-    for _ in range(3):
-        proxy.reset()
-        time.sleep(0.3)
+    proxy.outage(OUTAGE_S, settle_s=0.3)
 
 
 def errors(sink: str) -> float:
