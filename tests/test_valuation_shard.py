@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 
 from flows.alerts.inputs import observe_valuation
+from flows.portfolio.money import DAY_MS
 from flows.valuation.coalesce import ClosedWindows, PriceChange
-from flows.valuation.shard import DAY_MS, PortfolioShard
+from flows.valuation.shard import PortfolioShard
 from flows.valuation.snapshot import ShardSnapshotter, restore
 from flows.valuation.steps import PortfolioShardLogic
 from flows.valuation.transactions import SourcedTransaction

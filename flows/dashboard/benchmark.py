@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from flows.dashboard.books import DAY_MS
+from flows.portfolio.money import DAY_MS
 
 
 @dataclass

@@ -28,9 +28,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from flows.dashboard.books import DAY_MS, INCOME_TYPES, PortfolioBook, set_slots, valuation_day
+from flows.dashboard.books import INCOME_TYPES, PortfolioBook, set_slots, valuation_day
 from flows.dashboard.targets import DriftTarget
-from flows.portfolio.money import datetime_ms
+from flows.portfolio.money import DAY_MS, datetime_ms
 from flows.portfolio.valuation_record import ValuationRecord, decimal_text, iso_ms
 from flows.valuation.shard import AppliedTransaction
 from schemas.alerts import Alert

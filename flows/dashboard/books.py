@@ -18,13 +18,12 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from flows.portfolio.ledger import PortfolioState
-from flows.portfolio.money import CTX, ZERO, datetime_ms, month_key
+from flows.portfolio.money import CTX, DAY_MS, ZERO, datetime_ms, month_key
 from flows.portfolio.records import CashFlow, DividendPayment, Position
 from flows.portfolio.valuation_record import ValuationRecord
 from flows.valuation.shard import AppliedTransaction
 from schemas.transactions import TxnType
 
-DAY_MS = 86_400_000
 # Days of closes and flows kept: a 1-year period needs its base close.
 RETAIN_DAYS = 400
 EXTERNAL = frozenset({TxnType.DEPOSIT, TxnType.WITHDRAWAL})

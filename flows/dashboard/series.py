@@ -25,12 +25,7 @@ from flows.portfolio.money import CTX, ONE, ZERO
 from flows.portfolio.returns import period_start
 
 PERIODS = ("1m", "3m", "ytd", "1y")
-DAY_MS = 86_400_000
 _EPOCH = date(1970, 1, 1)
-
-
-def day_of(ms: int) -> int:
-    return ms // DAY_MS
 
 
 def day_date(day: int) -> date:

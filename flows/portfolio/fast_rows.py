@@ -1,7 +1,6 @@
-"""Per-position valuation for ``flows.portfolio.fast_valuation``: the
-general path, one position at a time (any currency, unpriced positions,
-anything the batch path in ``fast_valuation`` does not take), and the
-cached pieces both paths share.
+"""Per-position valuation for ``flows.portfolio.fast_valuation``, one
+position at a time (any currency, unpriced positions), with the cached
+pieces it reuses between windows.
 
 Same numbers as the reference ``flows.portfolio.valuation``: plain
 ``Decimal`` operators in the caller's 60-digit context (``money.CTX``).

@@ -60,10 +60,6 @@ class Valuer:
     def __reduce__(self) -> tuple[type[Valuer], tuple[()]]:
         return (Valuer, ())
 
-    def forget(self, portfolio_id: str) -> None:
-        """Drop one portfolio's cached positions (e.g. when it is removed)."""
-        self._books.pop(portfolio_id, None)
-
     def value(
         self,
         state: PortfolioState,

@@ -56,6 +56,9 @@ def datetime_ms(moment: datetime) -> int:
     return (moment - EPOCH) // _MS
 
 
+DAY_MS = 86_400_000
+
+
 def ms_datetime(ms: int) -> datetime:
     """Aware UTC datetime of epoch milliseconds, exactly."""
     return EPOCH + timedelta(milliseconds=ms)

@@ -21,13 +21,13 @@ from flows.portfolio.buffer import OrderedTransactionBuffer
 from flows.portfolio.fast_valuation import Valuer
 from flows.portfolio.holders import HoldersIndex
 from flows.portfolio.ledger import PortfolioState
+from flows.portfolio.money import DAY_MS
 from flows.portfolio.records import ApplyResult, ApplyStatus
 from flows.portfolio.valuation_record import ValuationRecord
 from flows.valuation.coalesce import ClosedWindows, PriceChange
 from flows.valuation.transactions import SourcedTransaction
 from schemas.transactions import Transaction
 
-DAY_MS = 86_400_000
 _NEVER = -(2**62)
 # Symbols whose new price in each window is reported in
 # ``ShardOutput.benchmarks`` (the dashboard's benchmark closes); a handful,
