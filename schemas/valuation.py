@@ -13,7 +13,6 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.common import (
-    SCHEMA_VERSION,
     Currency,
     ExactDecimal,
     PositiveDecimal,
@@ -21,6 +20,11 @@ from schemas.common import (
     UtcDatetime,
 )
 from schemas.transactions import Identifier
+
+# Version 2 (this release): ``market_value`` is holdings + cash (it was
+# holdings only), ``holdings_value`` is new and ``total_value`` is gone. A
+# consumer that reads ``market_value`` must look at ``schema_version``.
+VALUATION_SCHEMA_VERSION = 2
 
 
 class PositionValue(BaseModel):
@@ -75,4 +79,4 @@ class Valuation(BaseModel):
     unpriced: list[Symbol] = Field(default_factory=list)
     unconverted: dict[Currency, ExactDecimal] = Field(default_factory=dict)
     version: int
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = VALUATION_SCHEMA_VERSION

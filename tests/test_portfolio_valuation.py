@@ -129,7 +129,7 @@ def test_published_json_carries_exact_strings_and_version() -> None:
     assert doc["positions"][0]["weight"] == "1"
     assert doc["version"] == T0 + 60_000
     assert doc["window_end"] == "2023-11-14T22:14:20Z"
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2  # market_value includes cash since 2
     assert Valuation.model_validate(doc).model_dump() == v.model_dump()
 
 

@@ -36,7 +36,7 @@ from flows.portfolio.fast_rows import Entry, PriceEntry, entry, general_rows, ro
 from flows.portfolio.ledger import PortfolioState
 from flows.portfolio.money import CTX
 from flows.portfolio.valuation_record import ValuationRecord, decimal_text, iso_ms
-from schemas.common import SCHEMA_VERSION
+from schemas.valuation import VALUATION_SCHEMA_VERSION
 
 _ISO_CACHE_SIZE = 64
 
@@ -105,7 +105,7 @@ class Valuer:
             "unpriced": unpriced,
             "unconverted": unconverted_json(sums.unconverted),
             "version": window_end_ms,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": VALUATION_SCHEMA_VERSION,
         }
         # The record's numbers are parsed back from the texts, so they are
         # the contract's values digit for digit (as the model would hold them).

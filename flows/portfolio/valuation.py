@@ -31,8 +31,7 @@ from flows.portfolio.errors import PortfolioError
 from flows.portfolio.fx import FxConverter
 from flows.portfolio.ledger import PortfolioState
 from flows.portfolio.money import CTX, ZERO, ms_datetime, mul, tidy
-from schemas.common import SCHEMA_VERSION
-from schemas.valuation import PositionValue, Valuation
+from schemas.valuation import VALUATION_SCHEMA_VERSION, PositionValue, Valuation
 
 WEIGHT_SCALE = Decimal("0.000001")
 
@@ -95,7 +94,7 @@ def value(
         unpriced=unpriced,
         unconverted={ccy: tidy(amount) for ccy, amount in sorted(totals.unconverted.items())},
         version=window_end_ms,
-        schema_version=SCHEMA_VERSION,
+        schema_version=VALUATION_SCHEMA_VERSION,
     )
 
 
