@@ -7,6 +7,8 @@ run ahead of."""
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from decimal import Decimal
 
 from bytewax.testing import TestingSink, TestingSource, run_main
@@ -202,6 +204,30 @@ def test_kafka_source_ends_each_partition_with_an_empty_batch(settings):
     assert sorted(batches[i].partition for i in markers) == [0, 1]  # both partitions
     for i in markers:  # a marker comes after everything read from its partition
         assert all(not b.records for b in batches[i:] if b.partition == batches[i].partition)
+
+
+def test_a_tailing_source_marks_each_partition_end_once(settings):
+    """Live, the end is reached again each time the consumer catches up with
+    new records; the marker still comes once per partition and run."""
+    topic = settings.topics.rules
+    produce(settings.kafka_bootstrap, topic, [("k", b"v1")])
+    source = KafkaBatchSource(settings.kafka_client_config(), (topic,), tail=True)
+    parts = [source.build_part("in", part, None) for part in source.list_parts()]
+    batches: list[RawBatch] = []
+
+    def poll_for(seconds: float, done: Callable[[], bool] = lambda: False) -> None:
+        deadline = time.monotonic() + seconds  # bounds the polling, asserts nothing
+        while not done() and time.monotonic() < deadline:
+            batches.extend(b for p in parts for b in p.next_batch())
+
+    poll_for(30, lambda: len([b for b in batches if not b.records]) >= 2)
+    produce(settings.kafka_bootstrap, topic, [("k", b"v2")])
+    poll_for(30, lambda: sum(len(b.records) for b in batches) == 2)
+    poll_for(3)  # long enough for the broker to report the end again
+    for p in parts:
+        p.close()
+    assert sum(len(b.records) for b in batches) == 2
+    assert sorted(b.partition for b in batches if not b.records) == [0, 1]
 
 
 def test_dead_letters_do_not_depend_on_batch_boundaries():

@@ -87,6 +87,10 @@ class _BatchPartition(StatefulSourcePartition[RawBatch, int]):
         self._next_offset = OFFSET_BEGINNING if resume is None else resume
         self._eof = False
         self._idle = False
+        # One end marker per partition and run: every consumer keeps "this
+        # partition was read to its end" as state, and in tail mode the
+        # broker reports the end again at nearly every poll.
+        self._marked = False
         self._labels = (topic, str(idx))
         consumer_config = {
             **_CONSUMER_DEFAULTS,
@@ -133,7 +137,8 @@ class _BatchPartition(StatefulSourcePartition[RawBatch, int]):
             CONSUMED.labels(*self._labels).inc(len(records))
             POSITION.labels(*self._labels).set(self._next_offset)
             out.append(RawBatch(self._topic, self._idx, records))
-        if at_end:
+        if at_end and not self._marked:
+            self._marked = True
             out.append(RawBatch(self._topic, self._idx, []))  # the end marker
         return out
 
