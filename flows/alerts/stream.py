@@ -81,7 +81,7 @@ def route_rules(
     return routed
 
 
-def _split_end(changes: list[RuleChange]) -> tuple[list[RuleChange], set[str]]:
+def split_end(changes: list[RuleChange]) -> tuple[list[RuleChange], set[str]]:
     """(the real rule changes, the end markers among them)."""
     real = [c for c in changes if not c[0].startswith(_END)]
     return real, {c[0] for c in changes if c[0].startswith(_END)}
@@ -187,7 +187,7 @@ class PriceAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], bytes]):
         alerts: list[Alert] = []
         for kind, payload in values:
             if kind == "rules":
-                changes, ends = _split_end(payload)
+                changes, ends = split_end(payload)
                 self.state.apply_rules(changes)
                 if self.gate.saw(ends):
                     for ticks in self.state.waiting:
@@ -235,7 +235,7 @@ class PortfolioAlertLogic(StatefulBatchLogic[ShardIn, list[Alert], bytes]):
         book = self.state.book
         for kind, payload in values:
             if kind == "rules":
-                changes, ends = _split_end(payload)
+                changes, ends = split_end(payload)
                 for rule_id, rule in changes:
                     if rule is None:
                         book.remove(rule_id)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from flows.alerts.stream import RuleChange
+from flows.alerts.stream import RuleChange, split_end
 from flows.dashboard.benchmark import Benchmark
 from flows.dashboard.board import PERFORMANCE, DashboardUpdate, UserBoard
 from flows.dashboard.compute import Caches, CardMaker, CardSettings
@@ -79,7 +79,7 @@ class Router:
         rule_id to every other shard: a tombstone names no user, and a rule
         that moved to another user or stopped being a drift rule must leave
         wherever it was. Rules are few, so broadcasting ids is cheap."""
-        changes = [c for c in changes if not c[0].startswith("#")]  # end markers
+        changes, _ = split_end(changes)
         if not changes:
             return []
         out = []
