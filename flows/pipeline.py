@@ -9,7 +9,7 @@ every rejection ─ pipeline.dlq
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import bytewax.operators as op
@@ -87,9 +87,11 @@ def build_flow(
     rules: Stream[Any] | None = None  # decoded rule changes (drift targets for the dashboard)
     if sources.transactions is not None:
         txns = op.input("transactions_in", flow, sources.transactions)
-        txn_rejects, shard_out = add_valuation(
-            prices, txns, sinks.valuation, config.valuation, clock
-        )
+        valuation = config.valuation
+        if sinks.dashboard is not None:  # the shards report the cards' benchmark prices
+            benchmarks = valuation.benchmark_symbols | {config.dashboard.cards.benchmark}
+            valuation = replace(valuation, benchmark_symbols=benchmarks)
+        txn_rejects, shard_out = add_valuation(prices, txns, sinks.valuation, valuation, clock)
         rejects = op.merge("all_rejects", rejects, txn_rejects)
     if sources.rules is not None:
         rule_in = op.input("rules_in", flow, sources.rules)

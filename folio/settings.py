@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.common import normalize_symbol
 from schemas.topics import TOPICS
 
 
@@ -92,6 +93,9 @@ class Settings(BaseSettings):
         default_factory=lambda: ["alpha", "beta", "gamma"],
         description="Providers, most preferred first (JSON list)",
     )
+    benchmark: str = Field(
+        default="SPY", description="Benchmark symbol of the dashboard's performance card"
+    )
     provider_stale_ms: int = Field(
         default=5_000, gt=0, description="Silence after which the next provider takes over"
     )
@@ -119,6 +123,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("benchmark")
+    @classmethod
+    def _benchmark_symbol(cls, value: str) -> str:
+        return normalize_symbol(value, "benchmark")
 
     @model_validator(mode="after")
     def _dedup_horizon_covers_candles(self) -> Settings:

@@ -17,6 +17,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from connectors.kafka.admin import describe_topics
 from connectors.kafka.errors import KafkaConnectorError
 from connectors.kafka.source import KafkaBatchSource
+from flows.dashboard.compute import CardSettings
 from flows.dashboard.flow import DashboardConfig, DashboardSinks
 from flows.ingest.flow import IngestConfig, IngestSinks
 from flows.ingest.validate import ValidationLimits
@@ -141,7 +142,11 @@ def pipeline_config(settings: Settings, exit_at_end: bool) -> PipelineConfig:
         ),
         price_shards=shards(settings.topics.ticks),
         rule_partitions=len(shards(settings.topics.rules)),  # KafkaBatchSource: end markers
-        dashboard=DashboardConfig(flush_ms=settings.window_live_ms, drain_at_eof=exit_at_end),
+        dashboard=DashboardConfig(
+            flush_ms=settings.window_live_ms,
+            drain_at_eof=exit_at_end,
+            cards=CardSettings(benchmark=settings.benchmark),
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from flows.dashboard.benchmark import Benchmark
 from flows.dashboard.board import DashboardUpdate, Deps, UserBoard
 from flows.dashboard.books import PortfolioBook
+from flows.dashboard.compute import CardSettings
 from flows.dashboard.flow import DashboardConfig, DashboardLogic, DashboardSinks
 from flows.dashboard.shard import DashboardShard, ShardInput, Snapshotter, restore
 from flows.ingest.flow import IngestConfig, IngestSinks
@@ -88,7 +89,7 @@ def rule_batches() -> list[RawBatch]:
     return [RawBatch("rules", 0, records)]
 
 
-def run(redis_prefix: str) -> list[DashboardUpdate]:
+def run(redis_prefix: str, cards: CardSettings | None = None) -> list[DashboardUpdate]:
     captured: list[list[DashboardUpdate]] = []
     sinks = PipelineSinks(
         ingest=IngestSinks(),
@@ -101,13 +102,22 @@ def run(redis_prefix: str) -> list[DashboardUpdate]:
         ingest=IngestConfig(),
         valuation=ValuationConfig(portfolio_shards=("txns#0",), live_window_ms=1_000),
         price_shards=("ticks#0",),
-        dashboard=DashboardConfig(user_shards=4, flush_ms=0),
+        dashboard=DashboardConfig(user_shards=4, flush_ms=0, cards=cards or CardSettings()),
     )
     sources = PipelineSources(
         TestingSource(tick_batches()), TestingSource(txn_batches()), TestingSource(rule_batches())
     )
     run_main(build_flow(sources, sinks, config, clock=lambda: NOW, flow_id="dash_e2e"))
     return [update for rows in captured for update in rows]
+
+
+def test_the_performance_card_uses_the_configured_benchmark(redis_prefix: str):
+    """Any symbol can be the benchmark (its prices reaching the shards:
+    ``tests/test_valuation_shard.py``)."""
+    run(redis_prefix, CardSettings(benchmark="BBB"))
+    client = redis.Redis.from_url(REDIS_URL)
+    doc = orjson.loads(client.get(RedisKeys(redis_prefix).dashboard("u1")) or b"null")
+    assert doc["cards"]["performance"]["benchmark"] == "BBB"
 
 
 def test_cards_through_the_pipeline_and_replay(redis_prefix: str):

@@ -64,6 +64,14 @@ def test_records_are_the_contract_and_only_holders_are_revalued() -> None:
     assert [r.portfolio_id for r in shard.advance().live] == ["p2"]  # only BBB moved
 
 
+def test_the_configured_benchmark_symbols_are_reported_per_window() -> None:
+    shard = opened_shard()
+    assert [b[0] for b in shard.advance().benchmarks] == []  # SPY by default: not priced
+    shard.benchmark_symbols = frozenset({"BBB", "SPY"})
+    shard.add_prices(prices(DAY0 + 2_000, AAA="61", BBB="26"))
+    assert shard.advance().benchmarks == [("BBB", DAY0 + 1_999, D(26))]
+
+
 def test_day_change_is_against_the_previous_days_closing_market_value() -> None:
     shard = opened_shard()
     shard.advance()  # day 0 closes at 1100 for p1 (cash included)

@@ -38,7 +38,6 @@ from flows.dashboard.shard import (
     restore,
 )
 from flows.ingest.steps import Clock
-from flows.valuation.shard import BENCHMARK_SYMBOLS
 
 _RETAIN = False
 
@@ -53,11 +52,6 @@ class DashboardConfig:
     def __post_init__(self) -> None:
         if self.user_shards < 1 or self.flush_ms < 0:
             raise ValueError("user_shards must be >= 1 and flush_ms >= 0")
-        if self.cards.benchmark not in BENCHMARK_SYMBOLS:
-            raise ValueError(
-                f"benchmark {self.cards.benchmark} is not one the portfolio shards report "
-                f"({sorted(BENCHMARK_SYMBOLS)}; see flows.valuation.shard.BENCHMARK_SYMBOLS)"
-            )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from flows.ingest.records import Rejection
 from flows.ingest.steps import Clock
 from flows.portfolio.valuation_record import ValuationRecord
 from flows.valuation.coalesce import ClosedWindows, PriceCoalescer
-from flows.valuation.shard import AppliedTransaction, ShardOutput
+from flows.valuation.shard import DEFAULT_BENCHMARKS, AppliedTransaction, ShardOutput
 from flows.valuation.steps import CoalesceLogic, PortfolioShardLogic
 from flows.valuation.transactions import decode_transactions
 
@@ -38,6 +38,8 @@ class ValuationConfig:
     # Keys of the tick input partitions: no window is valued before each
     # reported a watermark or that it has no ticks (needs end markers).
     price_shards: tuple[str, ...] = ()
+    # Symbols whose window prices the shards report (the dashboard's benchmark).
+    benchmark_symbols: frozenset[str] = DEFAULT_BENCHMARKS
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ def add_valuation(
             cfg.drain_at_eof,
             cfg.wait_for_transactions,
             cfg.price_shards,
+            cfg.benchmark_symbols,
         ),
     )
     out = op.key_rm("portfolio_out", outputs)

@@ -30,9 +30,10 @@ from schemas.transactions import Transaction
 
 _NEVER = -(2**62)
 # Symbols whose new price in each window is reported in
-# ``ShardOutput.benchmarks`` (the dashboard's benchmark closes); a handful,
-# so the check is one set intersection per window.
-BENCHMARK_SYMBOLS = frozenset({"SPY"})
+# ``ShardOutput.benchmarks`` (the dashboard's benchmark closes; the pipeline
+# sets them from its configuration); a handful, so the check is one set
+# intersection per window.
+DEFAULT_BENCHMARKS = frozenset({"SPY"})
 
 
 @dataclass
@@ -71,7 +72,7 @@ class ShardOutput:
         default_factory=list
     )
     late_transactions: int = 0
-    # (symbol, ts_ms, price) of each BENCHMARK_SYMBOLS price taken, per window.
+    # (symbol, ts_ms, price) of each benchmark symbol's price taken, per window.
     benchmarks: list[tuple[str, int, Decimal]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -95,6 +96,7 @@ class PortfolioShard:
     days: dict[str, DayMark] = field(default_factory=dict)
     history_dirty: set[str] = field(default_factory=set)
     sources: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # until decided
+    benchmark_symbols: frozenset[str] = DEFAULT_BENCHMARKS
     # Caches only: pickles (and deep-copies) as an empty Valuer.
     valuer: Valuer = field(default_factory=Valuer, compare=False, repr=False)
     # Ledgers changed since the last snapshot (see flows.valuation.snapshot).
@@ -174,7 +176,7 @@ class PortfolioShard:
         for txn in txns:
             touched.add(self._apply(txn, out))
         changed = self._take_prices(end)
-        for symbol in BENCHMARK_SYMBOLS.intersection(changed):
+        for symbol in self.benchmark_symbols.intersection(changed):
             out.benchmarks.append((symbol, self.price_ts[symbol], self.prices[symbol]))
         touched |= self.holders.affected(changed)
         for pid in sorted(touched):

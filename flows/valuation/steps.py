@@ -14,7 +14,7 @@ from flows.ingest.steps import Clock
 from flows.portfolio.fast_valuation import Valuer
 from flows.valuation import metrics
 from flows.valuation.coalesce import ClosedWindows, PriceCoalescer
-from flows.valuation.shard import PortfolioShard, ShardOutput
+from flows.valuation.shard import DEFAULT_BENCHMARKS, PortfolioShard, ShardOutput
 from flows.valuation.snapshot import ShardSnapshot, ShardSnapshotter, restore
 
 _RETAIN = False
@@ -87,6 +87,7 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
         drain_at_eof: bool,
         wait_for_input: bool = False,
         price_shards: tuple[str, ...] = (),
+        benchmark_symbols: frozenset[str] = DEFAULT_BENCHMARKS,
     ) -> PortfolioShardLogic:
         """From the last snapshot, or a new shard when there is none."""
         if snapshot is None:
@@ -97,6 +98,7 @@ class PortfolioShardLogic(StatefulBatchLogic[ShardIn, ShardOutput, ShardSnapshot
             shard, snapshotter = snapshot, None
         else:
             shard, snapshotter = restore(snapshot)
+        shard.benchmark_symbols = benchmark_symbols  # configuration, not state
         return cls(shard, clock, drain_at_eof, snapshotter, wait_for_input, price_shards)
 
     def on_batch(self, values: list[ShardIn]) -> tuple[list[ShardOutput], bool]:
