@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from typing import Any
 
 from flows.alerts.numbers import duration, plain, show_pct
 from flows.alerts.window import Move
 from schemas.alerts import Alert, AlertRule
 from schemas.common import SCHEMA_VERSION, ms_to_datetime
-
-_set = object.__setattr__
 
 
 def alert_id(rule: AlertRule, identity: str) -> str:
@@ -34,36 +31,22 @@ def build(
     message: str,
     symbol: str | None = None,
 ) -> Alert:
-    return _trusted(
-        {
-            "alert_id": alert_id(rule, identity),
-            "rule_id": rule.rule_id,
-            "rule_version": rule.version,
-            "user_id": rule.user_id,
-            "portfolio_id": rule.portfolio_id,
-            "symbol": symbol if symbol is not None else rule.symbol,
-            "kind": rule.kind,
-            "observed": observed,
-            "threshold": rule.threshold,
-            "message": message,
-            "triggered_at": ms_to_datetime(ts_ms),
-            "schema_version": SCHEMA_VERSION,
-        }
+    # Every field comes from a validated rule or an exact engine value:
+    # constructed, not validated again (the alert tests validate every alert).
+    return Alert.model_construct(
+        alert_id=alert_id(rule, identity),
+        rule_id=rule.rule_id,
+        rule_version=rule.version,
+        user_id=rule.user_id,
+        portfolio_id=rule.portfolio_id,
+        symbol=symbol if symbol is not None else rule.symbol,
+        kind=rule.kind,
+        observed=observed,
+        threshold=rule.threshold,
+        message=message,
+        triggered_at=ms_to_datetime(ts_ms),
+        schema_version=SCHEMA_VERSION,
     )
-
-
-def _trusted(fields: dict[str, Any]) -> Alert:
-    """What ``Alert.model_construct`` makes of a complete set of fields,
-    without its per-field loop: every field comes from a validated rule or
-    an exact engine value, so validating again (or looking for defaults and
-    aliases) would only cost time -- most of an alert's, when many fire.
-    The alert tests check every alert they see against full validation."""
-    alert = Alert.__new__(Alert)
-    _set(alert, "__dict__", fields)
-    _set(alert, "__pydantic_fields_set__", set(fields))
-    _set(alert, "__pydantic_extra__", None)
-    _set(alert, "__pydantic_private__", None)
-    return alert
 
 
 def _subject(rule: AlertRule) -> str:
