@@ -22,7 +22,7 @@ from decimal import Decimal, localcontext
 from typing import NamedTuple
 
 from flows.portfolio.money import CTX, ONE, ZERO
-from flows.portfolio.returns import period_start
+from flows.portfolio.returns import flows_between, period_start
 
 PERIODS = ("1m", "3m", "ytd", "1y")
 _EPOCH = date(1970, 1, 1)
@@ -61,11 +61,6 @@ def _last_on_or_before(days: list[int], day: int) -> int | None:
     return days[at - 1] if at else None
 
 
-def _flows_between(flows: Mapping[int, Decimal], low: int, high: int) -> Decimal:
-    """Flows dated in (low, high)."""
-    return sum((amount for day, amount in flows.items() if low < day < high), ZERO)
-
-
 def period_bases(
     closes: Mapping[int, Decimal],
     flows: Mapping[int, Decimal],
@@ -75,6 +70,7 @@ def period_bases(
     """The fixed part of each period ending ``today``; closes and benchmark
     prices dated today or later are ignored (today's come live)."""
     days = sorted(d for d in closes if d < today)
+    flow_days = sorted(flows)
     bench_days = sorted(d for d in bench if d < today) if bench else []
     as_of = day_date(today)
     out = []
@@ -89,11 +85,11 @@ def period_bases(
         factor, previous_day, previous = ONE, base, closes[base]
         with localcontext(CTX):
             for day in days[bisect.bisect_right(days, start) :]:
-                capital = previous + _flows_between(flows, previous_day, day + 1)
+                capital = previous + flows_between(flows, flow_days, previous_day, day)
                 if capital > 0:
                     factor *= closes[day] / capital
                 previous_day, previous = day, closes[day]
-        pending = _flows_between(flows, previous_day, today)
+        pending = flows_between(flows, flow_days, previous_day, today - 1)
         out.append(
             PeriodBase(period, start, True, factor, previous_day, previous, pending, bench_base)
         )

@@ -34,11 +34,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, localcontext
+from typing import TypeVar
 
 from flows.portfolio.fx import FxConverter
 from flows.portfolio.money import CTX, ONE, ZERO, ms_date, q12
 from flows.portfolio.records import CashFlow
 from flows.portfolio.xirr import xirr
+
+Day = TypeVar("Day", date, int)  # calendar dates, or day numbers
 
 PERIODS = ("1m", "3m", "ytd", "1y", "inception")
 
@@ -120,16 +123,17 @@ def twr(
     factor = ONE
     with localcontext(CTX):
         for day in closes:
-            capital = previous + _flows_between(flows, flow_days, previous_day, day)
+            capital = previous + flows_between(flows, flow_days, previous_day, day)
             if capital > 0:
                 factor *= values[day] / capital
             previous_day, previous = day, values[day]
         return q12(factor - ONE)
 
 
-def _flows_between(
-    flows: Mapping[date, Decimal], flow_days: list[date], after: date, upto: date
+def flows_between(
+    flows: Mapping[Day, Decimal], flow_days: list[Day], after: Day, upto: Day
 ) -> Decimal:
+    """Sum of the flows dated in (after, upto]; ``flow_days`` is ``sorted(flows)``."""
     low = bisect.bisect_right(flow_days, after)
     high = bisect.bisect_right(flow_days, upto)
     return sum((flows[day] for day in flow_days[low:high]), ZERO)
