@@ -96,7 +96,10 @@ def test_snapshots_restore_the_shard_and_reuse_unchanged_ledgers() -> None:
     shard.add_prices(prices(DAY0 + 2_000, AAA="62"))
     restored.add_transactions([txn("p1", DAY0 + 1_500, type="FEE", amount="1")])
     restored.add_prices(prices(DAY0 + 2_000, AAA="62"))
-    assert [r.json for r in restored.advance().live] == [r.json for r in shard.advance().live]
+    live = restored.advance().live
+    assert [r.json for r in live] == [r.json for r in shard.advance().live]
+    # only AAA moved, so only p1: 10 x 62 + (500 - 1) cash
+    assert [(r.portfolio_id, r.market_value) for r in live] == [("p1", D(1119))]
     second = snapshotter.take(shard)
     assert second.ledgers["p2"] is first.ledgers["p2"]  # untouched: the same pickle
     assert second.ledgers["p1"] != first.ledgers["p1"]
