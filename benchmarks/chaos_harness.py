@@ -30,7 +30,6 @@ from benchmarks.chaos_compare import (
     redis_snapshot,
 )
 from benchmarks.chaos_workload import (
-    Record,
     Workload,
     rule_records,
     tick_records,
@@ -166,7 +165,7 @@ def migrate(target: Target) -> None:
     folio(target, "migrate")
 
 
-def publish(bootstrap: str, topic: str, records: Iterable[Record]) -> int:
+def publish(bootstrap: str, topic: str, records: Iterable[tuple[str | None, bytes]]) -> int:
     producer = ReliableProducer({"bootstrap.servers": bootstrap, "linger.ms": "20"})
     try:
         count = producer.produce_many(topic, records)

@@ -29,6 +29,7 @@ from fanout import metrics
 from fanout.channels import Channel, ChannelKind
 from fanout.conflate import Mailbox, Update
 from fanout.errors import BackendUnavailable
+from fanout.messages import newer
 from fanout.pubsub import PubSubError, PubSubProtocol, RedisAddress, connect
 from fanout.store import SnapshotStore, decode_update
 from schemas.topics import RedisKeys
@@ -205,7 +206,7 @@ class Hub:
             self._events.append((name, update))
             return
         best = self._latest.get(name)
-        if best is None or _newer(update.version, best.version):
+        if best is None or newer(update.version, best.version):
             self._conflated += best is not None
             self._latest[name] = update
         else:
@@ -226,7 +227,3 @@ class Hub:
     def _offer(self, name: str, update: Update) -> None:
         for mailbox, client_name in self._subs.get(name, {}).items():
             mailbox.offer(client_name, update)
-
-
-def _newer(candidate: int | None, than: int | None) -> bool:
-    return candidate is None or than is None or candidate > than

@@ -1,6 +1,6 @@
-"""Bytes of server messages, shared by ``fanout.protocol`` (whole frames)
-and ``fanout.conflate`` (which encodes a message while taking it, so the
-writer's hot path builds no intermediate object per message)."""
+"""Bytes of server messages, for ``fanout.conflate`` (which encodes a
+message while taking it, so the writer's hot path builds no intermediate
+object per message)."""
 
 from __future__ import annotations
 

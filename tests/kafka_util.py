@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from connectors.kafka.producer import ReliableProducer
+from benchmarks.chaos_harness import publish
 from connectors.kafka.reader import read_topic as read_whole_topic
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[str | None, bytes]]) -> int:
-    producer = ReliableProducer({"bootstrap.servers": bootstrap})
-    count = producer.produce_many(topic, records)
-    producer.flush()
-    return count
+    return publish(bootstrap, topic, records)
 
 
 def read_topic(
