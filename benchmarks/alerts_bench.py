@@ -47,6 +47,7 @@ import time
 from decimal import Decimal
 
 from benchmarks.alerts_latency import run_paced
+from benchmarks.stats import percentile
 from flows.alerts import RuleBook
 from folio.runtime import tune_gc
 from schemas.alerts import AlertRule
@@ -153,7 +154,7 @@ def run_engine(rules: list[AlertRule], prices: list[Price]) -> dict[str, str]:
 
 def _percentiles(latencies: list[int]) -> str:
     p50 = statistics.median_low(latencies) / 1_000
-    p99 = latencies[int(len(latencies) * 0.99)] / 1_000
+    p99 = percentile(latencies, 0.99) / 1_000
     return f"{p50:.1f} / {p99:.1f} / {latencies[-1] / 1_000:.0f} µs"
 
 

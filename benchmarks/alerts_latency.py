@@ -36,6 +36,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
+from benchmarks.stats import percentile
 from flows.alerts.stream import PriceAlertLogic, PriceAlerts, RuleChange, rules_end
 from flows.ingest.records import SourcedTick
 from schemas.alerts import Alert, AlertRule, alert_row, parse_rule
@@ -240,7 +241,7 @@ def _report(
     lat = sorted(run.latencies)
 
     def pct(q: float) -> str:
-        return f"{lat[min(len(lat) - 1, int(len(lat) * q))] * 1000:,.1f}" if lat else "n/a"
+        return f"{percentile(lat, q) * 1000:,.1f}" if lat else "n/a"
 
     sink = "Postgres `alerts` (one transaction per batch)" if pg_dsn else "row mapping only"
     kept_up = done_s <= ticks / rate + 0.5

@@ -18,6 +18,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from benchmarks.stats import percentile
 from sinks.clickhouse.client import open_clickhouse
 from sinks.clickhouse.history import backfill_daily_bars, history
 from sinks.clickhouse.schema import apply_schema
@@ -58,11 +59,6 @@ def generate_csv(path: Path, symbols: int, days: list[str], seed: int) -> int:
             out.write("".join(lines))
             rows += len(lines)
     return rows
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:

@@ -63,6 +63,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 
+from benchmarks.stats import percentile as pct
 from benchmarks.valuation_feed import (
     TXN_PARTITIONS,
     TXN_TOPIC,
@@ -154,11 +155,6 @@ def build(run: Run) -> Dataflow:
 def resident_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def measure(params: Params) -> dict[str, Any]:
