@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import secrets
 import sys
 import time
 from array import array
@@ -40,7 +38,9 @@ import orjson
 import psutil
 import redis
 
+from benchmarks.stats import percentile
 from fanout.auth import mint_token
+from fanout.bench_args import parse_args
 from fanout.bench_http import HttpRow, run_http
 from fanout.bench_load import ClientSpec, client_group, naive_server, publish
 from fanout.bench_procs import (
@@ -48,7 +48,6 @@ from fanout.bench_procs import (
     BenchError,
     Process,
     cpu_seconds,
-    quantile,
     receive,
     serve_process,
     server,
@@ -124,11 +123,10 @@ def _measure(
     latency = array("d")
     for *_, raw in results:
         latency.frombytes(raw)
-    ordered = sorted(latency)
     return Row(
         name, interval, args.clients, prices / cpu["published_s"],
         sum(r[1] for r in results) / args.seconds, sum(r[0] for r in results) / args.seconds,
-        quantile(ordered, 0.5) * 1e3, quantile(ordered, 0.99) * 1e3, cpu["server_p99"] * 1e3,
+        percentile(latency, 0.5) * 1e3, percentile(latency, 0.99) * 1e3, cpu["server_p99"] * 1e3,
         cpu["server"] * 100, cpu["rss"] / 2**20, cpu["clients"] * 100,
         failed + sum(r[2] for r in results), refused,
     )  # fmt: skip
@@ -218,33 +216,6 @@ def _cleanup(args: argparse.Namespace) -> None:
     if keys:
         client.delete(*keys)
     client.close()
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add = parser.add_argument
-    add("--quick", action="store_true", help="2 s per phase, 2 s of HTTP (about a minute)")
-    add("--clients", type=int, default=1000)
-    add("--client-procs", type=int, default=4)
-    add("--symbols", type=int, default=1000)
-    add("--per-client", type=int, default=10)
-    add("--rate", type=float, default=10_000, help="price updates/s in all")
-    add("--seconds", type=float, default=10.0, help="measured seconds per phase")
-    add("--intervals", default="0,50,250", help="conflation intervals (ms) to run")
-    add("--naive", action=argparse.BooleanOptionalAction, default=True)
-    add("--compression", action=argparse.BooleanOptionalAction, default=True,
-        help="permessage-deflate (browsers ask for it; off: what it costs)")  # fmt: skip
-    add("--http-rate", type=float, default=1000.0)
-    add("--http-seconds", type=float, default=10.0)
-    add("--http-connections", type=int, default=32, help="kept-alive connections")
-    add("--redis-url", default="redis://127.0.0.1:6379/0")
-    add("--pg-admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.seconds, args.http_seconds = min(args.seconds, 2.0), min(args.http_seconds, 2.0)
-    args.prefix = f"bench_{secrets.token_hex(4)}"
-    args.load = os.getloadavg()
-    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import psutil
 
+from benchmarks.stats import percentile
 from fanout.auth import mint_token
 from fanout.bench_load import http_load
-from fanout.bench_procs import MP, cpu_seconds, quantile, receive, serve_process, server, start
+from fanout.bench_procs import MP, BenchError, cpu_seconds, receive, serve_process, server, start
 from fanout.bench_procs import stop as stop_process
 from fanout.config import FanoutConfig
 
@@ -52,10 +53,11 @@ def run_http(
         load.join()
     finally:
         stop_process(proc)
-    ordered = sorted(latencies)
+    if not latencies:
+        raise BenchError("HTTP load: no request completed")
     return HttpRow(
-        rate, connections, len(latencies) / elapsed, quantile(ordered, 0.5) * 1e3,
-        quantile(ordered, 0.99) * 1e3, ordered[-1] * 1e3, sum(s != 200 for s in statuses),
+        rate, connections, len(latencies) / elapsed, percentile(latencies, 0.5) * 1e3,
+        percentile(latencies, 0.99) * 1e3, max(latencies) * 1e3, sum(s != 200 for s in statuses),
         cpu / elapsed * 100, cpu * 1e6 / max(len(latencies), 1), client / elapsed * 100,
     )  # fmt: skip
 

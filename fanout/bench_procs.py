@@ -96,7 +96,3 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
         times = proc.cpu_times()
         total += times.user + times.system
     return total
-
-
-def quantile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
