@@ -4,7 +4,6 @@ authenticated JSON reads (real server, Redis and Postgres)."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -36,8 +35,10 @@ def dsn():
 
 
 @pytest.fixture
-def prefix():
-    prefix = f"fo_http_{secrets.token_hex(4)}"
+def prefix(redis_prefix):
+    """conftest's key prefix (deleted afterwards) with a price, two
+    valuations and alice's dashboard in Redis."""
+    prefix = redis_prefix
     r = redis.Redis()
     price: dict[Any, Any] = {
         "price": "189.5",
@@ -51,11 +52,8 @@ def prefix():
     r.set(f"{prefix}:valuation:p1", orjson.dumps(valuation))
     r.set(f"{prefix}:valuation:q1", orjson.dumps({"portfolio_id": "q1", "user_id": "bob"}))
     r.set(f"{prefix}:dashboard:alice", orjson.dumps({"user_id": "alice", "cards": {"x": {}}}))
-    yield prefix
-    keys = list(r.scan_iter(f"{prefix}:*"))
-    if keys:
-        r.delete(*keys)
     r.close()
+    return prefix
 
 
 def _config(dsn: str, prefix: str, redis_url: str = "redis://127.0.0.1:6379/0") -> FanoutConfig:

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import random
-import secrets
 import string
 import time
 from urllib.parse import quote
@@ -43,14 +42,8 @@ def dsn():
 
 
 @pytest.fixture
-def prefix():
-    prefix = f"fo_iso_{secrets.token_hex(4)}"
-    yield prefix
-    r = redis.Redis()
-    keys = list(r.scan_iter(f"{prefix}:*"))
-    if keys:
-        r.delete(*keys)
-    r.close()
+def prefix(redis_prefix):
+    return redis_prefix  # conftest's: unique per test, deleted afterwards
 
 
 def _config(dsn: str, prefix: str, **overrides) -> FanoutConfig:

@@ -39,16 +39,13 @@ def dsn():
 
 
 @pytest.fixture
-def prefix():
-    prefix = f"fo_ka_{secrets.token_hex(4)}"
+def prefix(redis_prefix):
+    """conftest's key prefix (deleted afterwards) with two dashboards."""
     r = redis.Redis()
-    r.set(f"{prefix}:dashboard:alice", orjson.dumps({"user_id": "alice", "cards": {"a": {}}}))
-    r.set(f"{prefix}:dashboard:bob", orjson.dumps({"user_id": "bob", "cards": {"b": {}}}))
-    yield prefix
-    keys = list(r.scan_iter(f"{prefix}:*"))
-    if keys:
-        r.delete(*keys)
+    r.set(f"{redis_prefix}:dashboard:alice", orjson.dumps({"user_id": "alice", "cards": {"a": {}}}))
+    r.set(f"{redis_prefix}:dashboard:bob", orjson.dumps({"user_id": "bob", "cards": {"b": {}}}))
     r.close()
+    return redis_prefix
 
 
 def _config(dsn: str, prefix: str, **extra) -> FanoutConfig:

@@ -31,14 +31,8 @@ def dsn():
 
 
 @pytest.fixture
-def prefix():
-    prefix = f"fo_str_{secrets.token_hex(4)}"
-    yield prefix
-    r = redis.Redis()
-    keys = list(r.scan_iter(f"{prefix}:*"))
-    if keys:
-        r.delete(*keys)
-    r.close()
+def prefix(redis_prefix):
+    return redis_prefix  # conftest's: unique per test, deleted afterwards
 
 
 @pytest.fixture
