@@ -20,7 +20,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from flows.ingest import metrics
 from flows.ingest.candles import CandleBuilder
@@ -33,7 +33,7 @@ from flows.ingest.encode import (
     latest_prices,
     price_messages,
 )
-from flows.ingest.records import CandleRow, PriceRow, Rejection, SourcedTick
+from flows.ingest.records import PriceRow, Rejection
 from flows.ingest.steps import CandleLogic, Clock, ConsolidateLogic, DedupLogic
 from flows.ingest.validate import ValidationLimits, validate_batch
 from schemas.envelope import RawBatch
@@ -64,16 +64,21 @@ class IngestConfig:
             )
 
 
+# A store takes lists of rows, or (shard, rows) if it is a partitioned sink
+# (whose epoch snapshot can wait for writes it runs in the background).
+Store = Sink[list[Any]] | Sink[tuple[str, list[Any]]]
+
+
 @dataclass(frozen=True)
 class IngestSinks:
     """Where each output goes; ``None`` leaves that output unwired."""
 
     dead_letters: Sink[list[KeyedBytes]] | None = None
-    tick_store: Sink[list[SourcedTick]] | None = None
+    tick_store: Store | None = None  # rows: SourcedTick
     price_cache: Sink[list[PriceRow]] | None = None
     price_topic: Sink[list[KeyedBytes]] | None = None
     candle_topic: Sink[list[KeyedBytes]] | None = None
-    candle_store: Sink[list[CandleRow]] | None = None
+    candle_store: Store | None = None  # rows: CandleRow
 
 
 def _validate(
@@ -154,7 +159,7 @@ def _wire_outputs(
     sinks: IngestSinks, fresh: Stream[Any], chosen: Stream[Any], candles: Stream[Any]
 ) -> None:
     if sinks.tick_store is not None:
-        op.output("tick_store", op.key_rm("ticks_unkeyed", fresh), sinks.tick_store)
+        _store("tick_store", fresh, sinks.tick_store)
     prices = op.key_rm("prices_unkeyed", chosen)
     if sinks.price_cache is not None:
         # The cache keeps only the newest price per symbol: reduce each batch
@@ -163,12 +168,19 @@ def _wire_outputs(
     if sinks.price_topic is not None:
         encoded = op.map("price_messages", prices, price_messages)
         op.output("price_topic", encoded, sinks.price_topic)
-    closed = op.key_rm("candles_unkeyed", candles)
     if sinks.candle_topic is not None:
+        closed = op.key_rm("candles_unkeyed", candles)
         encoded = op.map("candle_messages", closed, lambda rows: [candle_message(r) for r in rows])
         op.output("candle_topic", encoded, sinks.candle_topic)
     if sinks.candle_store is not None:
-        op.output("candle_store", closed, sinks.candle_store)
+        _store("candle_store", candles, sinks.candle_store)
+
+
+def _store(step_id: str, keyed: Stream[Any], sink: Store) -> None:
+    if isinstance(sink, FixedPartitionedSink):
+        op.output(step_id, keyed, sink)
+    else:
+        op.output(step_id, op.key_rm(f"{step_id}_unkeyed", keyed), sink)
 
 
 def _dead_letters(rows: list[Rejection], now_ms: int) -> list[KeyedBytes]:

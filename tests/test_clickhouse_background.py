@@ -1,0 +1,116 @@
+"""The background writer behind the ClickHouse tick and candle sinks: writes
+in order, ``wait``/``snapshot`` only return once they landed, a failure is
+raised (never skipped), and the flow wires the sinks as partitioned ones."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from sinks.clickhouse.background import BackgroundWriter
+from sinks.clickhouse.stream import (
+    ClickHouseCandleSink,
+    ClickHouseTickSink,
+    _BackgroundClickHouseSink,
+)
+from sinks.errors import SinkUnavailable
+
+
+def test_writes_run_in_order_and_wait_returns_after_the_last():
+    done: list[int] = []
+
+    def slow(item: int) -> None:
+        time.sleep(0.01)
+        done.append(item)
+
+    writer = BackgroundWriter[int]("t", slow, depth=2)
+    for i in range(10):
+        writer.submit(i)
+    writer.wait()
+    assert done == list(range(10))
+    writer.close()
+
+
+def test_submit_blocks_while_the_queue_is_full():
+    release = threading.Event()
+    writer = BackgroundWriter[int]("t", lambda _: release.wait(), depth=1)
+    writer.submit(1)  # taken by the thread, blocked in the write
+    time.sleep(0.05)
+    writer.submit(2)  # queued: the queue is now full
+    third = threading.Thread(target=writer.submit, args=(3,))
+    third.start()
+    time.sleep(0.05)
+    assert third.is_alive()
+    release.set()
+    third.join(timeout=5)
+    writer.close()
+
+
+def test_a_failure_is_raised_and_later_writes_are_refused():
+    written: list[int] = []
+
+    def write(item: int) -> None:
+        if item == 1:
+            raise SinkUnavailable("clickhouse", "gone")
+        written.append(item)
+
+    writer = BackgroundWriter[int]("t", write)
+    writer.submit(0)
+    writer.submit(1)
+    with pytest.raises(SinkUnavailable):
+        writer.wait()
+    with pytest.raises(SinkUnavailable):
+        writer.submit(2)
+    with pytest.raises(SinkUnavailable):
+        writer.close()
+    assert written == [0]
+
+
+def test_close_finishes_queued_writes():
+    done: list[int] = []
+
+    def slow(item: int) -> None:
+        time.sleep(0.01)
+        done.append(item)
+
+    writer = BackgroundWriter[int]("t", slow)
+    for i in range(3):
+        writer.submit(i)
+    writer.close()
+    assert done == [0, 1, 2]
+    with pytest.raises(RuntimeError):
+        writer.submit(4)
+
+
+class _SlowClient:
+    """Stands in for the ClickHouse client: records what each insert got."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+
+
+def test_sink_snapshot_waits_for_the_epochs_writes():
+    client = _SlowClient()
+
+    def write(c: Any, rows: list[Any]) -> int:
+        time.sleep(0.05)
+        c.batches.append(rows)
+        return len(rows)
+
+    sink = _BackgroundClickHouseSink(client, "test", write)  # type: ignore[arg-type]
+    part = sink.build_part("store", sink.list_parts()[0], None)
+    part.write_batch([[1, 2], [3]])
+    part.write_batch([[]])  # nothing to write
+    part.write_batch([[4]])
+    part.snapshot()
+    assert client.batches == [[1, 2, 3], [4]]
+    part.close()
+
+
+def test_tick_and_candle_sinks_have_one_partition_for_every_key():
+    for sink in (ClickHouseTickSink(None), ClickHouseCandleSink(None)):  # type: ignore[arg-type]
+        assert len(sink.list_parts()) == 1
+        assert {sink.part_fn(k) for k in ("market.ticks#0", "market.ticks#3")} == {0}
