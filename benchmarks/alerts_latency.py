@@ -64,6 +64,7 @@ class Run:
     fed_until: float = 0.0  # when the last tick was handed to the flow
     done_at: float = 0.0  # when the alert step last finished a batch
     latencies: list[float] = field(default_factory=list)
+    snapshots: list[float] = field(default_factory=list)  # CPU s of each snapshot of the step
     sink_s: float = 0.0
     alerts: int = 0
     batches: int = 0
@@ -136,6 +137,12 @@ class _TimedLogic(PriceAlertLogic):
         result = super().on_batch(values)
         self.run.done_at = time.perf_counter()
         return result
+
+    def snapshot(self) -> bytes:
+        started = time.process_time()
+        state = super().snapshot()
+        self.run.snapshots.append(time.process_time() - started)
+        return state
 
 
 class _TimedPartition(StatelessSinkPartition[list[Alert]]):
@@ -263,6 +270,10 @@ def _report(
         (
             "process CPU, first tick to last alert",
             f"{cpu_s:.1f} s ({cpu_s / ticks * 1e6:.0f} µs/tick)",
+        ),
+        (
+            "step snapshots (one per epoch): CPU each",
+            ", ".join(f"{s:.2f}" for s in run.snapshots) + " s",
         ),
         ("peak RSS", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB"),
     ]

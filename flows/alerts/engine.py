@@ -28,8 +28,9 @@ Guarantees:
   ladders (``flows.alerts.ladder``). ``evaluations`` counts every rule whose
   state an observation examined.
 
-State is plain data (dataclasses, dicts, lists, deques, pydantic rules):
-``pickle`` a ``RuleBook`` to snapshot it.
+``pickle`` a ``RuleBook`` to snapshot it: only what the rules do not
+determine is pickled, and the rules only where they changed
+(``flows.alerts.snapshot``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from flows.alerts import placement, portfolio, render, snapshot
 from flows.alerts.ladder import Ladder
 from flows.alerts.numbers import CTX, HUNDRED, THOUSAND, ZERO, q6, seconds
 from flows.alerts.placement import Books
+from flows.alerts.segments import Segments
 from flows.alerts.state import RuleState, Series
 from schemas.alerts import Alert, AlertKind, AlertRule
 
@@ -60,6 +62,7 @@ class RuleBook:
 
     def __init__(self) -> None:
         self._rules: dict[str, RuleState] = {}
+        self._segments = Segments()  # the same rules, for snapshots
         self._books = Books()
         self._watermark: int | None = None
         # No feed_stale rule can fire before this watermark (None: look at
@@ -76,10 +79,6 @@ class RuleBook:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(snapshot.set_state(state))
-
-    def _changed(self) -> None:
-        """The rule set changed: the pickled rules must be made again."""
-        self.__dict__[snapshot.BLOB] = None
 
     # -- rules -------------------------------------------------------------
 
@@ -106,7 +105,7 @@ class RuleBook:
             self._start(RuleState(rule))
             return
         current.rule = rule
-        self._changed()
+        self._segments.replace(rule)
         if old.active and not rule.active:
             placement.unplace(self._books, current)
         elif rule.active and not old.active:
@@ -123,14 +122,14 @@ class RuleBook:
         return True
 
     def _start(self, state: RuleState) -> None:
-        self._changed()
         self._rules[state.rule.rule_id] = state
+        self._segments.add(state.rule)
         placement.attach(self._books, state)
         if state.rule.active:
             placement.place(self._books, state, resume=False)
 
     def _stop(self, state: RuleState) -> None:
-        self._changed()
+        self._segments.remove(state.rule.rule_id)
         if state.rule.active:
             placement.unplace(self._books, state)
         placement.detach(self._books, state)

@@ -64,17 +64,32 @@ def ladder_slot(books: Books, rule: AlertRule) -> tuple[Ladder, Decimal | None] 
     return None
 
 
+def ladder_of(books: Books, rule: AlertRule) -> Ladder | None:
+    """The ladder that holds the rule while active; None for non-ladder kinds."""
+    kind = rule.kind
+    if kind in (AlertKind.PRICE_ABOVE, AlertKind.GOAL_REACHED):
+        return _series(books, rule).above
+    if kind is AlertKind.PRICE_BELOW:
+        return _series(books, rule).below
+    if kind is AlertKind.PCT_MOVE:
+        return _series(books, rule).moves[rule.window_ms or 0].ladder
+    if kind is AlertKind.FEED_STALE:
+        return books.symbols[str(rule.symbol)].stale
+    return None
+
+
 def attach(books: Books, state: RuleState) -> None:
     rule = state.rule
     if _on_symbol(rule):
         symbol = str(rule.symbol)
-        book = books.symbols.setdefault(symbol, SymbolBook())
+        book = books.symbols.get(symbol) or books.symbols.setdefault(symbol, SymbolBook())
         series = book.series
         if rule.kind is AlertKind.FEED_STALE:
             book.stale_rules += 1
             books.stale_symbols[symbol] = None
     else:
-        folio = books.portfolios.setdefault(str(rule.portfolio_id), PortfolioBook())
+        pid = str(rule.portfolio_id)
+        folio = books.portfolios.get(pid) or books.portfolios.setdefault(pid, PortfolioBook())
         series = folio.series
         if rule.kind in LINEAR_KINDS:
             folio.linear[rule.rule_id] = None
@@ -129,6 +144,15 @@ def place(books: Books, state: RuleState, resume: bool) -> None:
     elif rule.kind in LINEAR_KINDS:
         folio = books.portfolios[str(rule.portfolio_id)]
         state.disarmed = portfolio.beyond_now(state, folio) if resume else {}
+
+
+def restore(books: Books, state: RuleState, armed: bool) -> None:
+    """Re-enter an active rule as a snapshot had it (``flows.alerts.snapshot``):
+    armed or not; other kinds' state is in ``state`` already."""
+    rule = state.rule
+    ladder = ladder_of(books, rule)
+    if ladder is not None:
+        ladder.add(rule.rule_id, rule.threshold, rule.hysteresis, armed=armed)
 
 
 def unplace(books: Books, state: RuleState) -> None:
