@@ -22,25 +22,44 @@ from sinks.errors import SinkUnavailable
 def test_writes_run_in_order_and_wait_returns_after_the_last():
     done: list[int] = []
 
-    def slow(item: int) -> None:
+    def slow(rows: list[int]) -> None:
         time.sleep(0.01)
-        done.append(item)
+        done.extend(rows)
 
     writer = BackgroundWriter[int]("t", slow, depth=2)
     for i in range(10):
-        writer.submit(i)
+        writer.submit([i, i + 100])
     writer.wait()
-    assert done == list(range(10))
+    assert done == [n for i in range(10) for n in (i, i + 100)]
+    writer.close()
+
+
+def test_batches_queued_behind_a_write_go_in_one_write_in_order():
+    release = threading.Event()
+    writes: list[list[int]] = []
+
+    def write(rows: list[int]) -> None:
+        release.wait()
+        writes.append(rows)
+
+    writer = BackgroundWriter[int]("t", write, depth=4)
+    writer.submit([1])
+    time.sleep(0.05)  # the thread is in the first write
+    for batch in ([2, 3], [4], [5]):
+        writer.submit(batch)
+    release.set()
+    writer.wait()
+    assert writes == [[1], [2, 3, 4, 5]]
     writer.close()
 
 
 def test_submit_blocks_while_the_queue_is_full():
     release = threading.Event()
     writer = BackgroundWriter[int]("t", lambda _: release.wait(), depth=1)
-    writer.submit(1)  # taken by the thread, blocked in the write
+    writer.submit([1])  # taken by the thread, blocked in the write
     time.sleep(0.05)
-    writer.submit(2)  # queued: the queue is now full
-    third = threading.Thread(target=writer.submit, args=(3,))
+    writer.submit([2])  # queued: the queue is now full
+    third = threading.Thread(target=writer.submit, args=([3],))
     third.start()
     time.sleep(0.05)
     assert third.is_alive()
@@ -52,18 +71,19 @@ def test_submit_blocks_while_the_queue_is_full():
 def test_a_failure_is_raised_and_later_writes_are_refused():
     written: list[int] = []
 
-    def write(item: int) -> None:
-        if item == 1:
+    def write(rows: list[int]) -> None:
+        if 1 in rows:
             raise SinkUnavailable("clickhouse", "gone")
-        written.append(item)
+        written.extend(rows)
 
     writer = BackgroundWriter[int]("t", write)
-    writer.submit(0)
-    writer.submit(1)
+    writer.submit([0])
+    writer.wait()
+    writer.submit([1])
     with pytest.raises(SinkUnavailable):
         writer.wait()
     with pytest.raises(SinkUnavailable):
-        writer.submit(2)
+        writer.submit([2])
     with pytest.raises(SinkUnavailable):
         writer.close()
     assert written == [0]
@@ -72,17 +92,17 @@ def test_a_failure_is_raised_and_later_writes_are_refused():
 def test_close_finishes_queued_writes():
     done: list[int] = []
 
-    def slow(item: int) -> None:
+    def slow(rows: list[int]) -> None:
         time.sleep(0.01)
-        done.append(item)
+        done.extend(rows)
 
     writer = BackgroundWriter[int]("t", slow)
     for i in range(3):
-        writer.submit(i)
+        writer.submit([i])
     writer.close()
     assert done == [0, 1, 2]
     with pytest.raises(RuntimeError):
-        writer.submit(4)
+        writer.submit([4])
 
 
 class _SlowClient:
@@ -106,7 +126,7 @@ def test_sink_snapshot_waits_for_the_epochs_writes():
     part.write_batch([[]])  # nothing to write
     part.write_batch([[4]])
     part.snapshot()
-    assert client.batches == [[1, 2, 3], [4]]
+    assert [row for batch in client.batches for row in batch] == [1, 2, 3, 4]
     part.close()
 
 

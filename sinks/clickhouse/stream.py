@@ -76,7 +76,7 @@ class _BackgroundClickHouseSink(FixedPartitionedSink[list[Any], None]):
     client: ClickHouseClient
     name: str
     write: Callable[[ClickHouseClient, list[Any]], int]
-    depth: int = 2  # batches queued behind the one being written
+    depth: int = 4  # batches queued behind the one being written
 
     def list_parts(self) -> list[str]:
         return [self.name]
@@ -90,9 +90,7 @@ class _BackgroundClickHouseSink(FixedPartitionedSink[list[Any], None]):
 
 class _BackgroundPartition(StatefulSinkPartition[list[Any], None]):
     def __init__(self, spec: _BackgroundClickHouseSink) -> None:
-        self._writer = BackgroundWriter[list[Any]](
-            spec.name, lambda rows: _write(spec, rows), spec.depth
-        )
+        self._writer = BackgroundWriter[Any](spec.name, lambda rows: _write(spec, rows), spec.depth)
 
     def write_batch(self, values: list[list[Any]]) -> None:
         rows = [row for batch in values for row in batch]
