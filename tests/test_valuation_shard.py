@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from flows.alerts.inputs import observe_valuation
+from flows.portfolio.fast_valuation import Valuer
 from flows.portfolio.money import DAY_MS
 from flows.valuation.coalesce import ClosedWindows, PriceChange
 from flows.valuation.shard import PortfolioShard
@@ -82,6 +83,31 @@ def test_day_change_is_against_the_previous_days_closing_market_value() -> None:
     # 610 + 550 = 1160; the deposit counts, as the issue's market value includes cash
     assert (p1.market_value, p1.day_change) == (D(1160), D(60))
     assert orjson.loads(p1.json)["day_change"] == "60"
+
+
+def test_a_history_record_is_the_valuation_of_its_minute() -> None:
+    """At a minute's end the history records of portfolios valued live in
+    that window are their live records re-windowed: the same as valuing
+    them afresh for the minute (checked against a new Valuer)."""
+    shard = opened_shard()
+    shard.advance()  # both valued at DAY0 + 1s: history-dirty
+    minute = DAY0 + 60_000
+    shard.add_prices(prices(minute - 1_000, BBB="27"))
+    shard.advance()
+    shard.add_prices(prices(minute, AAA="62"))  # p1 valued live at the minute's end, p2 not
+    out = shard.advance()
+    assert [r.portfolio_id for r in out.live] == ["p1"]
+    assert [r.portfolio_id for r in out.history] == ["p1", "p2"]
+    for record in out.history:
+        mark = shard.days[record.portfolio_id]
+        fresh = Valuer().value(
+            shard.states[record.portfolio_id], shard.prices, DAY0, minute, mark.previous_close
+        )
+        assert record == fresh
+    assert out.history[0].json != out.live[0].json  # the window start differs
+    assert out.history[0]._replace(window_start_ms=0, json=b"") == out.live[0]._replace(
+        window_start_ms=0, json=b""
+    )
 
 
 def test_snapshots_restore_the_shard_and_reuse_unchanged_ledgers() -> None:

@@ -11,9 +11,10 @@ P&L in ``flows.portfolio.fast_balances``.
 What is cached, and why it stays correct:
 
 - per portfolio, its open positions sorted by symbol with each one's JSON
-  head (symbol, quantity, currency), valid while ``state`` is the same
-  object at the same ledger ``seq`` (every applied transaction bumps it;
-  rejected ones change nothing);
+  head (symbol, quantity, currency), and for the common case (every
+  position in the base currency, ``flows.portfolio.fast_base``) their cost
+  basis summed; valid while ``state`` is the same object at the same ledger
+  ``seq`` (every applied transaction bumps it; rejected ones change nothing);
 - per symbol, the JSON text of its price, valid while the price is the
   same ``Decimal`` object;
 - the ISO text of recent window boundaries.
@@ -32,10 +33,11 @@ import orjson
 
 from flows.portfolio.errors import PortfolioError
 from flows.portfolio.fast_balances import Sums, add_balances, unconverted_json
+from flows.portfolio.fast_base import BaseBook, base_book, base_positions
 from flows.portfolio.fast_rows import Entry, PriceEntry, entry, general_rows, rows_json
 from flows.portfolio.ledger import PortfolioState
-from flows.portfolio.money import CTX
-from flows.portfolio.valuation_record import ValuationRecord, decimal_text, iso_ms
+from flows.portfolio.money import CTX, ZERO
+from flows.portfolio.valuation_record import ValuationRecord, iso_ms
 from schemas.valuation import VALUATION_SCHEMA_VERSION
 
 _ISO_CACHE_SIZE = 64
@@ -44,7 +46,24 @@ _ISO_CACHE_SIZE = 64
 class _Book(NamedTuple):
     state: PortfolioState
     seq: int
+    base: str
     entries: tuple[Entry, ...]
+    fast: BaseBook | None  # every position in the base currency
+
+
+_new_record = tuple.__new__  # ValuationRecord(...) without NamedTuple's Python-level __new__
+
+
+def _tidy(value: Decimal) -> tuple[Decimal, str]:
+    """``value`` as the contract writes it, and that text's own value
+    (``Decimal(decimal_text(value))``, exponent and all), without the parse:
+    normalized, then + 0 so that an integer gets exponent 0 (``5E+1`` ->
+    ``50``) and a zero of any sign or exponent becomes ``0``. ``str`` is
+    fixed-point unless the value is below 1E-6 (the caller holds the
+    60-digit context: no rounding)."""
+    tidy = value.normalize() + ZERO
+    text = str(tidy)
+    return tidy, (format(tidy, "f") if "E" in text else text)
 
 
 class Valuer:
@@ -77,65 +96,106 @@ class Valuer:
             raise PortfolioError(f"portfolio {state.portfolio_id} has no user yet (no transaction)")
         sums = Sums()
         with localcontext(CTX):
-            entries = self._entries(state)
-            rows, unpriced = general_rows(entries, prices, self._prices, state.base_currency, sums)
+            book = self._book(state)
+            found = None if book.fast is None else base_positions(book.fast, prices, self._prices)
+            if found is None:
+                rows, unpriced = general_rows(
+                    book.entries, prices, self._prices, state.base_currency, sums
+                )
+                positions = rows_json(rows, sums.holdings)
+            else:
+                assert book.fast is not None
+                positions, sums.holdings = found
+                sums.cost, unpriced = book.fast.cost, []
+                sums.unrealized = sums.holdings - sums.cost
             add_balances(state, prices, sums)
-            positions = rows_json(rows, sums.holdings)
             total = sums.holdings + sums.cash
-            day_change = None if previous_close is None else total - previous_close
-        totals = [
-            decimal_text(x)
-            for x in (total, sums.holdings, sums.cash, sums.cost, sums.unrealized, sums.realized)
-        ]
-        change = None if day_change is None else decimal_text(day_change)
+            tidied = [
+                _tidy(x)
+                for x in (
+                    total,
+                    sums.holdings,
+                    sums.cash,
+                    sums.cost,
+                    sums.unrealized,
+                    sums.realized,
+                )
+            ]
+            change = None if previous_close is None else _tidy(total - previous_close)
+        # The record's numbers are the texts' values, digit for digit (as the
+        # model would hold them after parsing the document).
+        texts = [text for _, text in tidied]
         doc = {
             "portfolio_id": state.portfolio_id,
             "user_id": state.user_id,
             "base_currency": state.base_currency,
             "window_start": self._iso_text(window_start_ms),
             "window_end": self._iso_text(window_end_ms),
-            "market_value": totals[0],
-            "holdings_value": totals[1],
-            "cash": totals[2],
-            "cost_basis": totals[3],
-            "unrealized_pnl": totals[4],
-            "realized_pnl": totals[5],
-            "day_change": change,
+            "market_value": texts[0],
+            "holdings_value": texts[1],
+            "cash": texts[2],
+            "cost_basis": texts[3],
+            "unrealized_pnl": texts[4],
+            "realized_pnl": texts[5],
+            "day_change": None if change is None else change[1],
             "positions": orjson.Fragment(positions),
             "unpriced": unpriced,
             "unconverted": unconverted_json(sums.unconverted),
             "version": window_end_ms,
             "schema_version": VALUATION_SCHEMA_VERSION,
         }
-        # The record's numbers are parsed back from the texts, so they are
-        # the contract's values digit for digit (as the model would hold them).
-        market_value, holdings, cash, cost, unrealized, realized = map(Decimal, totals)
-        return ValuationRecord(
-            state.portfolio_id,
-            state.user_id,
-            state.base_currency,
-            window_start_ms,
-            window_end_ms,
-            market_value,
-            holdings,
-            cash,
-            cost,
-            unrealized,
-            realized,
-            None if change is None else Decimal(change),
-            window_end_ms,
-            # orjson's result keeps its whole initial buffer (32 KiB for a
-            # 3 KB document); a copy holds only the bytes, for 0.5 us.
-            bytes(memoryview(orjson.dumps(doc))),
+        market_value, holdings, cash, cost, unrealized, realized = (x for x, _ in tidied)
+        return _new_record(
+            ValuationRecord,
+            (
+                state.portfolio_id,
+                state.user_id,
+                state.base_currency,
+                window_start_ms,
+                window_end_ms,
+                market_value,
+                holdings,
+                cash,
+                cost,
+                unrealized,
+                realized,
+                None if change is None else change[0],
+                window_end_ms,
+                # orjson's result keeps its whole initial buffer (32 KiB for a
+                # 3 KB document); a copy holds only the bytes, for 0.5 us.
+                bytes(memoryview(orjson.dumps(doc))),
+            ),
         )
 
-    def _entries(self, state: PortfolioState) -> tuple[Entry, ...]:
+    def rewindow(self, record: ValuationRecord, window_start_ms: int) -> ValuationRecord:
+        """``record`` for a window that starts at ``window_start_ms`` and
+        ends where ``record``'s does: what ``value`` returns for the same
+        state, prices and previous close, without valuing again (a history
+        window ends where a live one does). ``"window_start":"`` is found
+        first: the three strings before it are JSON-escaped, so none can
+        contain it with its quotes unescaped."""
+        old = b'"window_start":"' + self._iso_text(record.window_start_ms).encode()
+        new = b'"window_start":"' + self._iso_text(window_start_ms).encode()
+        assert old in record.json, "not a record of this valuer's format"
+        return record._replace(
+            window_start_ms=window_start_ms, json=record.json.replace(old, new, 1)
+        )
+
+    def _book(self, state: PortfolioState) -> _Book:
+        """The cached book of ``state`` (the caller holds the 60-digit context)."""
         book = self._books.get(state.portfolio_id)
-        if book is not None and book.state is state and book.seq == state.seq:
-            return book.entries
+        if (
+            book is not None
+            and book.state is state
+            and book.seq == state.seq
+            and book.base == state.base_currency
+        ):
+            return book
         entries = tuple(entry(state.positions[symbol]) for symbol in sorted(state.open_symbols))
-        self._books[state.portfolio_id] = _Book(state, state.seq, entries)
-        return entries
+        base = state.base_currency
+        book = _Book(state, state.seq, base, entries, base_book(entries, base))
+        self._books[state.portfolio_id] = book
+        return book
 
     def _iso_text(self, ms: int) -> str:
         text = self._iso.get(ms)

@@ -179,14 +179,16 @@ class PortfolioShard:
         for symbol in self.benchmark_symbols.intersection(changed):
             out.benchmarks.append((symbol, self.price_ts[symbol], self.prices[symbol]))
         touched |= self.holders.affected(changed)
+        live: dict[str, ValuationRecord] = {}
         for pid in sorted(touched):
             valuation = self._value(pid, end - self.window_ms, end)
             if valuation is not None:
                 out.live.append(valuation)
+                live[pid] = valuation
                 self.history_dirty.add(pid)
         self.processed_until = max(self.processed_until, end)
         if end % self.history_ms == 0 and self.history_dirty:
-            self._emit_history(end, out)
+            self._emit_history(end, out, live)
 
     def _apply(self, txn: Transaction, out: ShardOutput) -> str:
         state = self.states.get(txn.portfolio_id)
@@ -229,8 +231,16 @@ class PortfolioShard:
             mark.last_total = valuation.market_value
         return valuation
 
-    def _emit_history(self, end: int, out: ShardOutput) -> None:
+    def _emit_history(self, end: int, out: ShardOutput, live: dict[str, ValuationRecord]) -> None:
+        """A portfolio valued live at this same end has the same state,
+        prices and day marks now: its live record, re-windowed, is the
+        history one (valuing it again doubled the work of every minute's
+        last window)."""
         for pid in sorted(self.history_dirty):
+            same = live.get(pid)
+            if same is not None:
+                out.history.append(self.valuer.rewindow(same, end - self.history_ms))
+                continue
             valuation = self._value(pid, end - self.history_ms, end)
             if valuation is not None:
                 out.history.append(valuation)
