@@ -311,3 +311,34 @@ def test_window_push_says_no_only_when_no_rule_can_act(values, fire_at, rearm_be
         fires = fire is not None and size >= fire
         rearms = rearm is not None and size < rearm
         assert may or not (fires or rearms), (size, fire, rearm)
+
+
+_FIRES = [None, Decimal("0.5"), Decimal("2.5"), Decimal("20")]  # reused objects: cached bounds
+_REARMS = [None, Decimal("0.25"), Decimal("2"), Decimal("15")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(1, 20_000), st.sampled_from(_FIRES), st.sampled_from(_REARMS)),
+        min_size=1,
+        max_size=16,
+    )
+)
+# Moves of exactly the threshold: a rise, a fall, and just below a re-arm level.
+@example(steps=[(10_000, _FIRES[2], None), (10_250, _FIRES[2], None)])
+@example(steps=[(10_000, _FIRES[2], None), (9_750, _FIRES[2], None)])
+@example(steps=[(10_000, None, _REARMS[2]), (10_199, None, _REARMS[2])])
+@example(steps=[(10_000, _FIRES[3], _REARMS[2]), (10_400, _FIRES[3], _REARMS[2])] * 2)
+def test_window_push_bounds_follow_the_extremes_and_thresholds(steps):
+    """push keeps its pre-check bounds while the window's extremes and the
+    thresholds stay the same objects; whatever changes, it still says no
+    only when no rule can act."""
+    window = MoveWindow(3_000)  # points fall out of the window as well
+    for i, (cents, fire, rearm) in enumerate(steps):
+        value = Decimal(cents).scaleb(-2)
+        may = window.push(T0 + i * 1_000, value, fire, rearm)
+        size = window.move(value).size
+        fires = fire is not None and size >= fire
+        rearms = rearm is not None and size < rearm
+        assert may or not (fires or rearms), (size, fire, rearm)

@@ -37,23 +37,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 
-from flows.alerts import placement, portfolio, render, snapshot
+from flows.alerts import placement, portfolio, render, snapshot, staleness
 from flows.alerts.ladder import Ladder
-from flows.alerts.numbers import CTX, HUNDRED, THOUSAND, ZERO, q6, seconds
+from flows.alerts.numbers import CTX, HUNDRED, ZERO, q6
 from flows.alerts.placement import Books
 from flows.alerts.segments import Segments
 from flows.alerts.state import RuleState, Series
 from schemas.alerts import Alert, AlertKind, AlertRule
 
 log = logging.getLogger(__name__)
-
-_NEVER = 2**63
-
-
-def _ceil_ms(seconds_: Decimal) -> int:
-    return int(CTX.multiply(seconds_, THOUSAND).to_integral_value(rounding=ROUND_CEILING))
 
 
 class RuleBook:
@@ -110,7 +104,7 @@ class RuleBook:
             placement.unplace(self._books, current)
         elif rule.active and not old.active:
             if rule.kind is AlertKind.FEED_STALE:
-                self._refresh_staleness(str(rule.symbol))
+                staleness.refresh(self._books, str(rule.symbol), self._watermark)
             placement.place(self._books, current, resume=True)
 
     def remove(self, rule_id: str) -> bool:
@@ -189,9 +183,11 @@ class RuleBook:
                 alerts.append(render.price_crossing(state.rule, price, ts_ms))
         ladder = series.below  # keys negated
         armed, disarmed = ladder.armed, ladder.disarmed
-        if (armed and armed[0][0] <= -price) or (disarmed and disarmed[-1][0] > -price):
-            for state in self._crossed(ladder, price, ts_ms):
-                alerts.append(render.price_crossing(state.rule, price, ts_ms))
+        if armed or disarmed:
+            neg = -price
+            if (armed and armed[0][0] <= neg) or (disarmed and disarmed[-1][0] > neg):
+                for state in self._crossed(ladder, price, ts_ms):
+                    alerts.append(render.price_crossing(state.rule, price, ts_ms))
         if series.moves:
             self._moves(series, price, ts_ms, alerts)
         if book.stale_rules:
@@ -266,44 +262,18 @@ class RuleBook:
         return alerts
 
     def on_watermark(self, ts_ms: int) -> list[Alert]:
-        """Event time has reached ``ts_ms``: evaluate feed_stale rules. A
-        symbol never priced counts as silent from the first watermark after
-        it got a feed_stale rule. A watermark not after the previous one is
-        ignored. Cost: O(1) until the earliest moment a feed_stale rule could
-        fire (as of the last look), then O(symbols with feed_stale rules):
-        with a live feed, about once per smallest staleness threshold, not
-        on every watermark."""
+        """Event time has reached ``ts_ms``: evaluate feed_stale rules
+        (``flows.alerts.staleness``). A watermark not after the previous one
+        is ignored. Cost: O(1) until the earliest moment a feed_stale rule
+        could fire (as of the last look), then O(symbols with feed_stale
+        rules)."""
         if self._watermark is not None and ts_ms <= self._watermark:
             return []
         self._watermark = ts_ms
         if self._stale_due is not None and ts_ms < self._stale_due:
             return []
-        alerts: list[Alert] = []
-        due = _NEVER
-        for symbol in self._books.stale_symbols:
-            book = self._books.symbols[symbol]
-            since = book.series.last_ts
-            if since is None:
-                if book.since_ms is None:
-                    book.since_ms = ts_ms
-                since = book.since_ms
-            book.staleness = seconds(max(0, ts_ms - since))
-            for state in self._crossed(book.stale, book.staleness, ts_ms):
-                alerts.append(render.feed_stale(state.rule, since, book.staleness, ts_ms))
-            if book.stale.armed:  # staleness >= threshold <=> ms since >= ceil(threshold in ms)
-                due = min(due, since + _ceil_ms(book.stale.armed[0][0]))
-        self._stale_due = due
+        alerts, self._stale_due = staleness.evaluate(self._books, ts_ms, self._crossed)
         return alerts
-
-    def _refresh_staleness(self, symbol: str) -> None:
-        """A symbol's staleness as of the latest watermark (watermarks skip
-        symbols that cannot fire): what a resumed feed_stale rule compares."""
-        book = self._books.symbols.get(symbol)
-        if book is None or self._watermark is None:
-            return
-        since = book.series.last_ts if book.series.last_ts is not None else book.since_ms
-        if since is not None:
-            book.staleness = seconds(max(0, self._watermark - since))
 
     def stats(self) -> dict[str, int]:
         return {

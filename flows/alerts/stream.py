@@ -116,14 +116,20 @@ class PriceAlerts:
     waiting: list[list[SourcedTick]] = field(default_factory=list)  # until the rules are read
 
     def apply_rules(self, changes: list[RuleChange]) -> None:
+        # Which symbol each parked rule waits on, once per batch: looking
+        # through every parked symbol per change cost O(changes x symbols)
+        # (~3 s of CPU to load 100,000 rules for 1,000 unpriced symbols).
+        parked_on = {rule_id: s for s, waiting in self.parked.items() for rule_id in waiting}
         for rule_id, rule in changes:
-            for waiting in self.parked.values():
-                waiting.pop(rule_id, None)
+            symbol = parked_on.pop(rule_id, None)
+            if symbol is not None:
+                del self.parked[symbol][rule_id]
             if rule is None:
                 self.book.remove(rule_id)
             elif rule.kind is AlertKind.FEED_STALE and rule.symbol not in self.seen:
                 self.book.remove(rule_id)
                 self.parked.setdefault(str(rule.symbol), {})[rule_id] = rule
+                parked_on[rule_id] = str(rule.symbol)
             else:
                 self.book.upsert(rule)
 

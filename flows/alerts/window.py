@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from flows.alerts.numbers import CTX, HUNDRED, ZERO, percent_change
 
@@ -37,6 +38,19 @@ class MoveWindow:
     window_ms: int
     lows: deque[Point] = field(default_factory=deque)
     highs: deque[Point] = field(default_factory=deque)
+    # push's pre-check bounds for (low, high, fire_at, rearm_below), by
+    # identity: the extremes and the ladders' ends rarely change between
+    # observations. Derived, never pickled.
+    bounds: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        return None, {"window_ms": self.window_ms, "lows": self.lows, "highs": self.highs}
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        # The form a slotted object pickles in (older snapshots hold it too).
+        slots = state[1]
+        self.window_ms, self.lows, self.highs = slots["window_ms"], slots["lows"], slots["highs"]
+        self.bounds = None
 
     def push(
         self,
@@ -48,17 +62,26 @@ class MoveWindow:
         """Add an observation (``ts_ms`` must not decrease between calls).
         Returns False only if the move of ``value``, as ``move`` would report
         it, is certainly below ``fire_at`` and certainly not below
-        ``rearm_below`` (None: no such rules): multiplications only, so most
-        observations of a quiet series skip ``move`` (a division, a rounding
-        and an allocation)."""
+        ``rearm_below`` (None: no such rules), so most observations of a
+        quiet series skip ``move`` (a division, a rounding and an
+        allocation): a few comparisons with bounds worked out when the
+        window's extremes or the thresholds change."""
         lows, highs = self.lows, self.highs
         point = (ts_ms, value)
-        while lows and lows[-1][1] >= value:
-            lows.pop()
-        lows.append(point)
-        while highs and highs[-1][1] <= value:
-            highs.pop()
-        highs.append(point)
+        # Both deques end with the previous observation: one comparison
+        # with it says which deque can shed points from its end.
+        if lows and value > lows[-1][1]:
+            lows.append(point)
+            while highs and highs[-1][1] <= value:
+                highs.pop()
+            highs.append(point)
+        else:
+            while lows and lows[-1][1] >= value:
+                lows.pop()
+            lows.append(point)
+            while highs and highs[-1][1] <= value:
+                highs.pop()
+            highs.append(point)
         cutoff = ts_ms - self.window_ms
         # The newest point is never evicted, so neither deque empties.
         while lows[0][0] < cutoff:
@@ -68,31 +91,27 @@ class MoveWindow:
         if fire_at is None and rearm_below is None:
             return False
         low, high = lows[0][1], highs[0][1]
-        if low <= 0 or high <= 0:
-            return True
-        # value lies within [low, high], so neither the rise from low nor
-        # the fall from high exceeds the window's span, (high - low) / low:
-        # a quiet window decides with the span alone.
-        span = CTX.multiply(CTX.subtract(high, low), HUNDRED)  # percent x low
-        fire = None if fire_at is None else CTX.subtract(fire_at, _MARGIN)
-        if fire is not None and span < CTX.multiply(fire, low):
-            fire = None  # no move reaches it
-        rearm = None if rearm_below is None else CTX.add(rearm_below, _MARGIN)
-        if rearm is not None and span < CTX.multiply(rearm, low):
-            return True  # every move is below the re-arm level
-        if fire is None and rearm is None:
-            return False
-        rise = CTX.multiply(CTX.subtract(value, low), HUNDRED)  # percent x low
-        fall = CTX.multiply(CTX.subtract(high, value), HUNDRED)  # percent x high
-        if fire is not None and (
-            rise >= CTX.multiply(fire, low) or fall >= CTX.multiply(fire, high)
+        b = self.bounds
+        if (
+            b is None
+            or b[0] is not low
+            or b[1] is not high
+            or b[2] is not fire_at
+            or b[3] is not rearm_below
         ):
+            b = self.bounds = (
+                low,
+                high,
+                fire_at,
+                rearm_below,
+                *_bounds(low, high, fire_at, rearm_below),
+            )
+        verdict, up_fire, down_fire, up_rearm, down_rearm = b[4:]
+        if verdict is not None:
+            return verdict
+        if up_fire is not None and (value >= up_fire or value <= down_fire):
             return True
-        return (
-            rearm is not None
-            and rise < CTX.multiply(rearm, low)
-            and fall < CTX.multiply(rearm, high)
-        )
+        return up_rearm is not None and down_rearm < value < up_rearm
 
     def move(self, value: Decimal) -> Move:
         """The move of ``value`` (the latest observation) against the window."""
@@ -106,3 +125,34 @@ class MoveWindow:
         if CTX.multiply(value, CTX.add(high, low)) >= CTX.multiply(TWO, CTX.multiply(low, high)):
             return Move(percent_change(low, value), True, low)
         return Move(-percent_change(high, value), False, high)
+
+
+def _bounds(
+    low: Decimal, high: Decimal, fire_at: Decimal | None, rearm_below: Decimal | None
+) -> tuple[bool | None, Decimal | None, Decimal | None, Decimal | None, Decimal | None]:
+    """(verdict for any value, or None; then value bounds): a move reaches
+    ``fire_at`` (less a margin) only if value >= up_fire or value <=
+    down_fire, and is below ``rearm_below`` (plus a margin) only if
+    down_rearm < value < up_rearm. Value lies within [low, high], so
+    neither the rise from low nor the fall from high exceeds the window's
+    span, (high - low) / low: a quiet window decides with the span alone.
+    Exact: dividing by 100 only shifts the exponent."""
+    if low <= 0 or high <= 0:
+        return True, None, None, None, None
+    span = CTX.multiply(CTX.subtract(high, low), HUNDRED)  # percent x low
+    fire = None if fire_at is None else CTX.subtract(fire_at, _MARGIN)
+    if fire is not None and span < CTX.multiply(fire, low):
+        fire = None  # no move reaches it
+    rearm = None if rearm_below is None else CTX.add(rearm_below, _MARGIN)
+    if rearm is not None and span < CTX.multiply(rearm, low):
+        return True, None, None, None, None  # every move is below the re-arm level
+    if fire is None and rearm is None:
+        return False, None, None, None, None
+    up_fire = down_fire = up_rearm = down_rearm = None
+    if fire is not None:  # rise >= fire, fall >= fire
+        up_fire = CTX.add(low, CTX.divide(CTX.multiply(fire, low), HUNDRED))
+        down_fire = CTX.subtract(high, CTX.divide(CTX.multiply(fire, high), HUNDRED))
+    if rearm is not None:  # rise < rearm and fall < rearm
+        up_rearm = CTX.add(low, CTX.divide(CTX.multiply(rearm, low), HUNDRED))
+        down_rearm = CTX.subtract(high, CTX.divide(CTX.multiply(rearm, high), HUNDRED))
+    return None, up_fire, down_fire, up_rearm, down_rearm
