@@ -56,6 +56,7 @@ def check_same(record: ValuationRecord, ref: Valuation) -> None:
     with localcontext(CTX):  # 28 digits (the default) could round the sum
         assert record.market_value == record.holdings_value + record.cash
     assert record.to_model() == ref
+    assert record.json == orjson.dumps(orjson.loads(record.json))  # orjson's bytes, exactly
 
 
 def build(txns: list[Transaction], base: str) -> PortfolioState:
@@ -111,6 +112,43 @@ def test_extreme_numbers_print_like_the_contract(positions, marks, cash, priced)
     check_same(
         Valuer().value(state, snapshot, T0, T0 + 1000), value(state, snapshot, T0, T0 + 1000)
     )
+
+
+@EXAMPLES
+@given(
+    positions=st.lists(st.tuples(extreme, extreme), max_size=6),
+    marks=st.lists(extreme, min_size=6, max_size=6),
+    cash=extreme,
+    sell=st.booleans(),
+    previous=st.sampled_from([None, D(0), D("1234.5678")]),
+)
+def test_the_base_currency_fast_path_writes_the_general_records_bytes(
+    positions, marks, cash, sell, previous
+) -> None:
+    """Every position and balance in the base currency, all priced: the
+    fast path's record is the general path's, field for field and byte
+    for byte (realized P&L included when a position was sold)."""
+    state = PortfolioState("p1")
+    rows: list[dict[str, Any]] = [{"type": "DEPOSIT", "amount": cash}]
+    for i, (quantity, price) in enumerate(positions):
+        rows.append({"type": "BUY", "symbol": f"S{i}", "quantity": quantity, "price": price})
+    if sell and positions:
+        rows.append(
+            {"type": "SELL", "symbol": "S0", "quantity": positions[0][0], "price": marks[0]}
+        )
+    for i, row in enumerate(rows):
+        txn = Transaction.model_validate(
+            {"txn_id": f"t{i}", "portfolio_id": "p1", "user_id": "u1", "executed_at": T0, **row}
+        )
+        state.apply(txn)
+    snapshot = {f"S{i}": mark for i, mark in enumerate(marks)}
+    valuer = Valuer()
+    fast = valuer.value(state, snapshot, T0, T0 + 1000, previous)
+    book = valuer._books["p1"]
+    general = valuer._general_record(state, book, snapshot, T0, T0 + 1000, previous)
+    assert [repr(x) for x in fast] == [repr(x) for x in general]
+    check_same(fast, value(state, snapshot, T0, T0 + 1000, previous))
+    event(f"fast path: {book.steady is not None}")
 
 
 def test_caches_follow_new_transactions_and_new_prices() -> None:

@@ -19,7 +19,11 @@ from decimal import Decimal
 from operator import sub
 from typing import NamedTuple
 
+import orjson
+
+from flows.portfolio.fast_balances import Sums, add_balances
 from flows.portfolio.fast_rows import WEIGHT_SCALE, Entry, PriceEntry, price_entry
+from flows.portfolio.ledger import PortfolioState
 from flows.portfolio.money import SCALE, ZERO
 from flows.portfolio.valuation_record import decimal_text
 from schemas.common import MAX_SCALE
@@ -99,3 +103,42 @@ def _json(book: BaseBook, price_texts: list[str], values: list[Decimal], holding
             f'"unrealized_pnl":"{pnl_text}"}}'
         )
     return "[" + ",".join(parts) + "]"
+
+
+class Steady(NamedTuple):
+    """What the fast path reuses while the ledger is unchanged, for a
+    portfolio whose positions, cash and realized P&L are all in its base
+    currency (no rate needed): the document's opening and three totals,
+    tidied (value, text)."""
+
+    opening: str  # '{"portfolio_id":"p1","user_id":"u1","base_currency":"USD",'
+    cash_amount: Decimal
+    cost: tuple[Decimal, str]
+    cash: tuple[Decimal, str]
+    realized: tuple[Decimal, str]
+
+
+def tidy(value: Decimal) -> tuple[Decimal, str]:
+    """``value`` as the contract writes it, and that text's own value
+    (``Decimal(decimal_text(value))``, exponent and all), without the parse:
+    normalized, then + 0 so that an integer gets exponent 0 (``5E+1`` ->
+    ``50``) and a zero of any sign or exponent becomes ``0``. ``str`` is
+    fixed-point unless the value is below 1E-6 (the caller holds the
+    60-digit context: no rounding)."""
+    tidy = value.normalize() + ZERO
+    text = str(tidy)
+    return tidy, (format(tidy, "f") if "E" in text else text)
+
+
+def steady_parts(state: PortfolioState, fast: BaseBook) -> Steady | None:
+    """None if a balance is in another currency (it needs a rate); the
+    caller holds the 60-digit context."""
+    base = state.base_currency
+    for balances in (state.cash, state.realized):
+        if any(currency != base and amount for currency, amount in balances.items()):
+            return None
+    sums = Sums()
+    add_balances(state, {}, sums)  # base currency and zeros only: no rate is read
+    ids = {"portfolio_id": state.portfolio_id, "user_id": state.user_id, "base_currency": base}
+    opening = orjson.dumps(ids)[:-1].decode() + ","
+    return Steady(opening, sums.cash, tidy(fast.cost), tidy(sums.cash), tidy(sums.realized))

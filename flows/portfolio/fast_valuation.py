@@ -4,16 +4,18 @@ Same rules and the same numbers as the reference
 ``flows.portfolio.valuation.value`` (see its docstring; a property test
 checks that the record's JSON parses into exactly the reference model), at
 a fraction of the cost: plain ``Decimal`` operators in one local context,
-no pydantic, and the JSON assembled from cached pieces with orjson. The
-per-position work is in ``flows.portfolio.fast_rows``, cash and realized
-P&L in ``flows.portfolio.fast_balances``.
+no pydantic, and the JSON assembled from cached pieces. The common case
+(every position and balance in the base currency, every position priced)
+takes ``flows.portfolio.fast_base`` and writes the document itself; the
+rest takes ``flows.portfolio.fast_rows`` (per position) and
+``flows.portfolio.fast_balances`` (cash, realized P&L) and orjson.
 
 What is cached, and why it stays correct:
 
 - per portfolio, its open positions sorted by symbol with each one's JSON
-  head (symbol, quantity, currency), and for the common case (every
-  position in the base currency, ``flows.portfolio.fast_base``) their cost
-  basis summed; valid while ``state`` is the same object at the same ledger
+  head (symbol, quantity, currency), and for the common case their cost
+  basis, cash and realized P&L summed and printed and the document's
+  opening (ids, JSON-escaped by orjson); valid while ``state`` is the same object at the same ledger
   ``seq`` (every applied transaction bumps it; rejected ones change nothing);
 - per symbol, the JSON text of its price, valid while the price is the
   same ``Decimal`` object;
@@ -33,10 +35,17 @@ import orjson
 
 from flows.portfolio.errors import PortfolioError
 from flows.portfolio.fast_balances import Sums, add_balances, unconverted_json
-from flows.portfolio.fast_base import BaseBook, base_book, base_positions
+from flows.portfolio.fast_base import (
+    BaseBook,
+    Steady,
+    base_book,
+    base_positions,
+    steady_parts,
+    tidy,
+)
 from flows.portfolio.fast_rows import Entry, PriceEntry, entry, general_rows, rows_json
 from flows.portfolio.ledger import PortfolioState
-from flows.portfolio.money import CTX, ZERO
+from flows.portfolio.money import CTX
 from flows.portfolio.valuation_record import ValuationRecord, iso_ms
 from schemas.valuation import VALUATION_SCHEMA_VERSION
 
@@ -49,21 +58,10 @@ class _Book(NamedTuple):
     base: str
     entries: tuple[Entry, ...]
     fast: BaseBook | None  # every position in the base currency
+    steady: Steady | None  # and every balance too
 
 
 _new_record = tuple.__new__  # ValuationRecord(...) without NamedTuple's Python-level __new__
-
-
-def _tidy(value: Decimal) -> tuple[Decimal, str]:
-    """``value`` as the contract writes it, and that text's own value
-    (``Decimal(decimal_text(value))``, exponent and all), without the parse:
-    normalized, then + 0 so that an integer gets exponent 0 (``5E+1`` ->
-    ``50``) and a zero of any sign or exponent becomes ``0``. ``str`` is
-    fixed-point unless the value is below 1E-6 (the caller holds the
-    60-digit context: no rounding)."""
-    tidy = value.normalize() + ZERO
-    text = str(tidy)
-    return tidy, (format(tidy, "f") if "E" in text else text)
 
 
 class Valuer:
@@ -94,9 +92,84 @@ class Valuer:
         """
         if not state.user_id:
             raise PortfolioError(f"portfolio {state.portfolio_id} has no user yet (no transaction)")
-        sums = Sums()
         with localcontext(CTX):
             book = self._book(state)
+            steady = book.steady
+            if steady is not None:
+                assert book.fast is not None
+                found = base_positions(book.fast, prices, self._prices)
+                if found is not None:
+                    return self._fast_record(
+                        book, steady, *found, window_start_ms, window_end_ms, previous_close
+                    )
+        return self._general_record(
+            state, book, prices, window_start_ms, window_end_ms, previous_close
+        )
+
+    def _fast_record(
+        self,
+        book: _Book,
+        steady: Steady,
+        positions: str,
+        holdings: Decimal,
+        window_start_ms: int,
+        window_end_ms: int,
+        previous_close: Decimal | None,
+    ) -> ValuationRecord:
+        """The document written directly: what ``orjson.dumps`` makes of
+        ``_general_record``'s dict when nothing is unpriced or unconverted
+        (a test checks the bytes); the numbers are digits, points and minus
+        signs, the ids come JSON-escaped in ``steady.opening``."""
+        assert book.fast is not None
+        with localcontext(CTX):
+            total = holdings + steady.cash_amount
+            market_value, market_text = tidy(total)
+            holdings_value, holdings_text = tidy(holdings)
+            unrealized, unrealized_text = tidy(holdings - book.fast.cost)
+            change = None if previous_close is None else tidy(total - previous_close)
+        day_change = "null" if change is None else f'"{change[1]}"'
+        text = (
+            f'{steady.opening}"window_start":"{self._iso_text(window_start_ms)}",'
+            f'"window_end":"{self._iso_text(window_end_ms)}","market_value":"{market_text}",'
+            f'"holdings_value":"{holdings_text}","cash":"{steady.cash[1]}",'
+            f'"cost_basis":"{steady.cost[1]}","unrealized_pnl":"{unrealized_text}",'
+            f'"realized_pnl":"{steady.realized[1]}","day_change":{day_change},'
+            f'"positions":{positions},"unpriced":[],"unconverted":{{}},'
+            f'"version":{window_end_ms},"schema_version":{VALUATION_SCHEMA_VERSION}}}'
+        )
+        state = book.state
+        return _new_record(
+            ValuationRecord,
+            (
+                state.portfolio_id,
+                state.user_id,
+                state.base_currency,
+                window_start_ms,
+                window_end_ms,
+                market_value,
+                holdings_value,
+                steady.cash[0],
+                steady.cost[0],
+                unrealized,
+                steady.realized[0],
+                None if change is None else change[0],
+                window_end_ms,
+                text.encode(),
+            ),
+        )
+
+    def _general_record(
+        self,
+        state: PortfolioState,
+        book: _Book,
+        prices: Mapping[str, Decimal],
+        window_start_ms: int,
+        window_end_ms: int,
+        previous_close: Decimal | None,
+    ) -> ValuationRecord:
+        """Any portfolio: positions in any currency, unpriced ones, rates."""
+        sums = Sums()
+        with localcontext(CTX):
             found = None if book.fast is None else base_positions(book.fast, prices, self._prices)
             if found is None:
                 rows, unpriced = general_rows(
@@ -111,7 +184,7 @@ class Valuer:
             add_balances(state, prices, sums)
             total = sums.holdings + sums.cash
             tidied = [
-                _tidy(x)
+                tidy(x)
                 for x in (
                     total,
                     sums.holdings,
@@ -121,7 +194,7 @@ class Valuer:
                     sums.realized,
                 )
             ]
-            change = None if previous_close is None else _tidy(total - previous_close)
+            change = None if previous_close is None else tidy(total - previous_close)
         # The record's numbers are the texts' values, digit for digit (as the
         # model would hold them after parsing the document).
         texts = [text for _, text in tidied]
@@ -193,7 +266,9 @@ class Valuer:
             return book
         entries = tuple(entry(state.positions[symbol]) for symbol in sorted(state.open_symbols))
         base = state.base_currency
-        book = _Book(state, state.seq, base, entries, base_book(entries, base))
+        fast = base_book(entries, base)
+        steady = None if fast is None else steady_parts(state, fast)
+        book = _Book(state, state.seq, base, entries, fast, steady)
         self._books[state.portfolio_id] = book
         return book
 
