@@ -151,13 +151,13 @@ class RuleBook:
 
     def _moves(self, series: Series, value: Decimal, ts_ms: int, alerts: list[Alert]) -> None:
         for rules in series.moves.values():
-            window = rules.window
-            armed, disarmed = rules.ladder.armed, rules.ladder.disarmed
+            window, ladder = rules.window, rules.ladder
+            armed, disarmed = ladder.armed, ladder.disarmed
             fire_at = armed[0][0] if armed else None
             rearm_below = disarmed[-1][0] if disarmed else None
             if window.push(ts_ms, value, fire_at, rearm_below):
                 move = window.move(value)
-                for state in self._crossed(rules.ladder, move.size, ts_ms):
+                for state in self._crossed(ladder, move.size, ts_ms):
                     alerts.append(render.pct_move(state.rule, move, value, ts_ms))
 
     # -- inputs ------------------------------------------------------------

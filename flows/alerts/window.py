@@ -68,17 +68,30 @@ class MoveWindow:
         window's extremes or the thresholds change."""
         lows, highs = self.lows, self.highs
         point = (ts_ms, value)
-        # Both deques end with the previous observation: one comparison
-        # with it says which deque can shed points from its end.
-        if lows and value > lows[-1][1]:
+        # Both deques end with the previous observation: comparing with it
+        # says which deque sheds points from its end (at least that one).
+        last = lows[-1][1] if lows else None
+        if last is None:
             lows.append(point)
+            highs.append(point)
+        elif value > last:
+            lows.append(point)
+            highs.pop()
             while highs and highs[-1][1] <= value:
                 highs.pop()
             highs.append(point)
-        else:
+        elif value < last:
+            highs.append(point)
+            lows.pop()
             while lows and lows[-1][1] >= value:
                 lows.pop()
             lows.append(point)
+        else:
+            lows.pop()
+            while lows and lows[-1][1] >= value:
+                lows.pop()
+            lows.append(point)
+            highs.pop()
             while highs and highs[-1][1] <= value:
                 highs.pop()
             highs.append(point)
@@ -106,7 +119,7 @@ class MoveWindow:
                 rearm_below,
                 *_bounds(low, high, fire_at, rearm_below),
             )
-        verdict, up_fire, down_fire, up_rearm, down_rearm = b[4:]
+        _, _, _, _, verdict, up_fire, down_fire, up_rearm, down_rearm = b
         if verdict is not None:
             return verdict
         if up_fire is not None and (value >= up_fire or value <= down_fire):
