@@ -173,6 +173,7 @@ def run_flow(run: Run, chdb_dir: str) -> dict[str, Any]:
     from sinks.clickhouse.schema import apply_schema
     from sinks.clickhouse.stream import ClickHouseCandleSink, ClickHouseTickSink
     from sinks.kafka import KafkaTopicSink
+    from sinks.kafka_epoch import KafkaEpochSink
     from sinks.redis.prices import RedisPriceSink
 
     kafka = {"bootstrap.servers": run.bootstrap}
@@ -183,8 +184,8 @@ def run_flow(run: Run, chdb_dir: str) -> dict[str, Any]:
         dead_letters=KafkaTopicSink(kafka, run.topics["dlq"]) if use_kafka else None,
         tick_store=ClickHouseTickSink(clickhouse) if use_ch else None,
         price_cache=None if "redis" in run.without else RedisPriceSink(REDIS_URL, run.redis_prefix),
-        price_topic=KafkaTopicSink(kafka, run.topics["prices"]) if use_kafka else None,
-        candle_topic=KafkaTopicSink(kafka, run.topics["candles"]) if use_kafka else None,
+        price_topic=KafkaEpochSink(kafka, run.topics["prices"]) if use_kafka else None,
+        candle_topic=KafkaEpochSink(kafka, run.topics["candles"]) if use_kafka else None,
         candle_store=ClickHouseCandleSink(clickhouse) if use_ch else None,
     )
     source = KafkaBatchSource(kafka, (run.topics["ticks"],), batch_size=run.batch_size, tail=False)

@@ -33,6 +33,7 @@ from folio.errors import UsageProblem
 from folio.settings import Settings
 from schemas.topics import TOPICS
 from sinks.kafka import KafkaTopicSink
+from sinks.kafka_epoch import KafkaEpochSink
 from sinks.postgres.alerts import alerts_sink
 from sinks.postgres.dashboards import dashboards_sink
 from sinks.postgres.ledger import ledger_sink
@@ -75,8 +76,8 @@ def ingest_sinks(settings: Settings, clickhouse: Any | None) -> IngestSinks:
     return IngestSinks(
         tick_store=tick_store,
         price_cache=RedisPriceSink(settings.redis_url.get_secret_value(), settings.redis_prefix),
-        price_topic=KafkaTopicSink(kafka, topics.prices),
-        candle_topic=KafkaTopicSink(kafka, topics.candles),
+        price_topic=KafkaEpochSink(kafka, topics.prices),
+        candle_topic=KafkaEpochSink(kafka, topics.candles),
         candle_store=candle_store,
     )
 

@@ -64,8 +64,8 @@ class IngestConfig:
             )
 
 
-# A store takes lists of rows, or (shard, rows) if it is a partitioned sink
-# (whose epoch snapshot can wait for writes it runs in the background).
+# An output takes lists of rows, or (shard, rows) if it is a partitioned sink
+# (whose epoch snapshot can wait for writes it lets run in the background).
 Store = Sink[list[Any]] | Sink[tuple[str, list[Any]]]
 
 
@@ -76,8 +76,8 @@ class IngestSinks:
     dead_letters: Sink[list[KeyedBytes]] | None = None
     tick_store: Store | None = None  # rows: SourcedTick
     price_cache: Sink[list[PriceRow]] | None = None
-    price_topic: Sink[list[KeyedBytes]] | None = None
-    candle_topic: Sink[list[KeyedBytes]] | None = None
+    price_topic: Store | None = None  # rows: KeyedBytes
+    candle_topic: Store | None = None  # rows: KeyedBytes
     candle_store: Store | None = None  # rows: CandleRow
 
 
@@ -160,23 +160,25 @@ def _wire_outputs(
 ) -> None:
     if sinks.tick_store is not None:
         _store("tick_store", fresh, sinks.tick_store)
-    prices = op.key_rm("prices_unkeyed", chosen)
     if sinks.price_cache is not None:
         # The cache keeps only the newest price per symbol: reduce each batch
         # before building rows (the sink would drop the others anyway).
+        prices = op.key_rm("prices_unkeyed", chosen)
         op.output("price_cache", op.map("price_rows", prices, latest_prices), sinks.price_cache)
     if sinks.price_topic is not None:
-        encoded = op.map("price_messages", prices, price_messages)
-        op.output("price_topic", encoded, sinks.price_topic)
+        encoded = op.map_value("price_messages", chosen, price_messages)
+        _store("price_topic", encoded, sinks.price_topic)
     if sinks.candle_topic is not None:
-        closed = op.key_rm("candles_unkeyed", candles)
-        encoded = op.map("candle_messages", closed, lambda rows: [candle_message(r) for r in rows])
-        op.output("candle_topic", encoded, sinks.candle_topic)
+        encoded = op.map_value(
+            "candle_messages", candles, lambda rows: [candle_message(r) for r in rows]
+        )
+        _store("candle_topic", encoded, sinks.candle_topic)
     if sinks.candle_store is not None:
         _store("candle_store", candles, sinks.candle_store)
 
 
 def _store(step_id: str, keyed: Stream[Any], sink: Store) -> None:
+    """A partitioned sink gets the (shard, rows) items, any other the rows."""
     if isinstance(sink, FixedPartitionedSink):
         op.output(step_id, keyed, sink)
     else:
