@@ -119,14 +119,14 @@ class Valuer:
         """The document written directly: what ``orjson.dumps`` makes of
         ``_general_record``'s dict when nothing is unpriced or unconverted
         (a test checks the bytes); the numbers are digits, points and minus
-        signs, the ids come JSON-escaped in ``steady.opening``."""
+        signs, the ids come JSON-escaped in ``steady.opening``. The caller
+        holds the 60-digit context."""
         assert book.fast is not None
-        with localcontext(CTX):
-            total = holdings + steady.cash_amount
-            market_value, market_text = tidy(total)
-            holdings_value, holdings_text = tidy(holdings)
-            unrealized, unrealized_text = tidy(holdings - book.fast.cost)
-            change = None if previous_close is None else tidy(total - previous_close)
+        total = holdings + steady.cash_amount
+        market_value, market_text = tidy(total)
+        holdings_value, holdings_text = tidy(holdings)
+        unrealized, unrealized_text = tidy(holdings - book.fast.cost)
+        change = None if previous_close is None else tidy(total - previous_close)
         day_change = "null" if change is None else f'"{change[1]}"'
         text = (
             f'{steady.opening}"window_start":"{self._iso_text(window_start_ms)}",'
