@@ -313,3 +313,17 @@ def test_subject_key_routes_each_rule_to_its_series():
     assert subject_key(mk("d", "concentration", "1", portfolio_id="p1", symbol="X")) == (
         "portfolio:p1"
     )
+
+
+def test_a_rule_added_or_resumed_between_prices_is_seen_by_the_next_price():
+    """A symbol's prices skip its ladders while they stay inside the band
+    no rule fires or re-arms in; a new or resumed rule narrows that band."""
+    book = book_with(mk("far", "price_above", "110", symbol="A"))
+    assert book.on_price("A", Decimal(100), T0) == []
+    book.upsert(mk("near", "price_above", "105", symbol="A"))
+    assert [a.rule_id for a in book.on_price("A", Decimal(106), T0 + 1)] == ["near"]
+    low = mk("low", "price_below", "95", symbol="A", active=False)
+    book.upsert(low)
+    assert book.on_price("A", Decimal(100), T0 + 2) == []
+    book.upsert(low.model_copy(update={"active": True, "version": 2}))
+    assert [a.rule_id for a in book.on_price("A", Decimal(94), T0 + 3)] == ["low"]

@@ -63,6 +63,9 @@ class RuleBook:
         # the next one). Prices only push it later; placing a rule or
         # re-arming one resets it.
         self._stale_due: int | None = None
+        # Bumped by every rule change: the series' cached quiet bands
+        # (Series.band) from before it no longer hold.
+        self._epoch = 0
         self.observations = 0  # inputs received (prices, valuations, dividends)
         self.evaluations = 0  # rules examined by those inputs and watermarks
         self.ignored = 0  # replayed or duplicate inputs dropped
@@ -86,6 +89,7 @@ class RuleBook:
     def upsert(self, rule: AlertRule) -> None:
         """Add, change, pause or resume a rule (see the module docstring)."""
         self._stale_due = None
+        self._epoch += 1
         current = self._rules.get(rule.rule_id)
         if current is None:
             self._start(RuleState(rule))
@@ -112,6 +116,7 @@ class RuleBook:
         state = self._rules.get(rule_id)
         if state is None:
             return False
+        self._epoch += 1
         self._stop(state)
         return True
 
@@ -160,6 +165,21 @@ class RuleBook:
                 for state in self._crossed(ladder, move.size, ts_ms):
                     alerts.append(render.pct_move(state.rule, move, value, ts_ms))
 
+    def _thresholds(self, series: Series, price: Decimal, ts_ms: int, alerts: list[Alert]) -> None:
+        """price_above and price_below rules; the ladders' ends say whether
+        to call them (Ladder.observe does the same checks first)."""
+        ladder = series.above
+        armed, disarmed = ladder.armed, ladder.disarmed
+        if (armed and armed[0][0] <= price) or (disarmed and disarmed[-1][0] > price):
+            for state in self._crossed(ladder, price, ts_ms):
+                alerts.append(render.price_crossing(state.rule, price, ts_ms))
+        ladder = series.below  # keys negated
+        armed, disarmed = ladder.armed, ladder.disarmed
+        neg = -price
+        if (armed and armed[0][0] <= neg) or (disarmed and disarmed[-1][0] > neg):
+            for state in self._crossed(ladder, price, ts_ms):
+                alerts.append(render.price_crossing(state.rule, price, ts_ms))
+
     # -- inputs ------------------------------------------------------------
 
     def on_price(self, symbol: str, price: Decimal, ts_ms: int) -> list[Alert]:
@@ -174,20 +194,14 @@ class RuleBook:
             return []
         series.last_ts, series.last_value = ts_ms, price
         alerts: list[Alert] = []
-        # Most prices change no rule's state: the ladders' ends say so
-        # without a call (Ladder.observe does the same checks first).
-        ladder = series.above
-        armed, disarmed = ladder.armed, ladder.disarmed
-        if (armed and armed[0][0] <= price) or (disarmed and disarmed[-1][0] > price):
-            for state in self._crossed(ladder, price, ts_ms):
-                alerts.append(render.price_crossing(state.rule, price, ts_ms))
-        ladder = series.below  # keys negated
-        armed, disarmed = ladder.armed, ladder.disarmed
-        if armed or disarmed:
-            neg = -price
-            if (armed and armed[0][0] <= neg) or (disarmed and disarmed[-1][0] > neg):
-                for state in self._crossed(ladder, price, ts_ms):
-                    alerts.append(render.price_crossing(state.rule, price, ts_ms))
+        # Most prices change no rule's state: the series' quiet band says so
+        # (worked out again after a crossing or any rule change).
+        band = series.band
+        if band is None or band[0] != self._epoch:
+            band = series.band = (self._epoch, *series.quiet_band())
+        if not band[1] < price < band[2]:
+            series.band = None
+            self._thresholds(series, price, ts_ms, alerts)
         if series.moves:
             self._moves(series, price, ts_ms, alerts)
         if book.stale_rules:

@@ -73,6 +73,8 @@ def set_state(state: dict[str, Any]) -> dict[str, Any]:
     """``RuleBook.__setstate__``: the book's ``__dict__`` back. Snapshots
     from before this format hold the books as objects and the rules as
     ``RuleState`` s, or the rules blob and one tuple per rule's state."""
+    state.setdefault("_stale_due", None)
+    state.setdefault("_epoch", 0)
     if state.pop(FORMAT, None) is not None:
         return _rebuild(state)
     blob = state.pop(BLOB, None)
@@ -81,7 +83,6 @@ def set_state(state: dict[str, Any]) -> dict[str, Any]:
         states = zip(rules.items(), state["_rules"], strict=True)
         state["_rules"] = {rule_id: RuleState(rule, *rest) for (rule_id, rule), rest in states}
     state[SEGMENTS] = Segments.of([s.rule for s in state["_rules"].values()])
-    state.setdefault("_stale_due", None)
     return state
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from flows.alerts.ladder import Ladder
 from flows.alerts.window import Move, MoveWindow
@@ -18,6 +19,8 @@ from schemas.alerts import AlertRule
 
 # Dividend transaction ids remembered per portfolio to drop redelivered ones.
 SEEN_TXNS = 1024
+_NO_LOW, _NO_HIGH = Decimal("-Infinity"), Decimal("Infinity")
+_SERIES_STATE = ("last_ts", "last_value", "above", "below", "moves", "rules")
 
 
 @dataclass(slots=True)
@@ -55,6 +58,36 @@ class Series:
     below: Ladder = field(default_factory=lambda: Ladder(lower=True))
     moves: dict[int, WindowRules] = field(default_factory=dict)
     rules: dict[str, None] = field(default_factory=dict)  # every attached rule
+    # (rule-set epoch, low, high): observations strictly between low and
+    # high change no threshold rule in ``above`` or ``below`` (see
+    # ``quiet_band``). Derived, never pickled; None: work it out again.
+    band: tuple[int, Decimal, Decimal] | None = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        return None, {name: getattr(self, name) for name in _SERIES_STATE}
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        # The form a slotted object pickles in (older snapshots hold it too).
+        for name, value in state[1].items():
+            setattr(self, name, value)
+        self.band = None
+
+    def quiet_band(self) -> tuple[Decimal, Decimal]:
+        """(low, high): a value strictly between them fires and re-arms no
+        rule in ``above`` (fires at >= its armed keys, re-arms below its
+        disarmed keys) or ``below`` (keys negated), so one chained comparison
+        per observation replaces four looks into the ladders."""
+        above, below = self.above, self.below
+        low, high = _NO_LOW, _NO_HIGH
+        if above.disarmed:
+            low = max(low, above.disarmed[-1][0])
+        if below.armed:
+            low = max(low, -below.armed[0][0])
+        if above.armed:
+            high = min(high, above.armed[0][0])
+        if below.disarmed:
+            high = min(high, -below.disarmed[-1][0])
+        return low, high
 
     def accept(self, ts_ms: int, value: Decimal) -> bool:
         if self.last_ts is not None and ts_ms <= self.last_ts:
