@@ -19,6 +19,7 @@ TWO = Decimal(2)
 _MARGIN = Decimal("0.000001")
 
 Point = tuple[int, Decimal]
+_UNKNOWN = -(2**63)  # MoveWindow.expires: look at the deques
 
 
 @dataclass(slots=True)
@@ -38,10 +39,14 @@ class MoveWindow:
     window_ms: int
     lows: deque[Point] = field(default_factory=deque)
     highs: deque[Point] = field(default_factory=deque)
-    # push's pre-check bounds for (low, high, fire_at, rearm_below), by
-    # identity: the extremes and the ladders' ends rarely change between
-    # observations. Derived, never pickled.
+    # Derived, never pickled: push's pre-check bounds for (fire_at,
+    # rearm_below) by identity and the current extremes (None when an
+    # extreme changed), and a time no point expires before (at most the
+    # oldest point's): the extremes and the ladders' ends rarely change
+    # between observations, and looking at the deques' heads is a cache miss
+    # per deque with 1,000 symbols' windows.
     bounds: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
+    expires: int = field(default=_UNKNOWN, compare=False, repr=False)
 
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         return None, {"window_ms": self.window_ms, "lows": self.lows, "highs": self.highs}
@@ -50,7 +55,7 @@ class MoveWindow:
         # The form a slotted object pickles in (older snapshots hold it too).
         slots = state[1]
         self.window_ms, self.lows, self.highs = slots["window_ms"], slots["lows"], slots["highs"]
-        self.bounds = None
+        self.bounds, self.expires = None, _UNKNOWN
 
     def push(
         self,
@@ -70,22 +75,27 @@ class MoveWindow:
         point = (ts_ms, value)
         # Both deques end with the previous observation: comparing with it
         # says which deque sheds points from its end (at least that one).
+        # An extreme changes when the new point empties a deque from its end
+        # (it is the new low or high) or when the oldest points expire.
         last = lows[-1][1] if lows else None
         if last is None:
             lows.append(point)
             highs.append(point)
+            new_extreme = True
         elif value > last:
             lows.append(point)
             highs.pop()
             while highs and highs[-1][1] <= value:
                 highs.pop()
             highs.append(point)
+            new_extreme = len(highs) == 1
         elif value < last:
             highs.append(point)
             lows.pop()
             while lows and lows[-1][1] >= value:
                 lows.pop()
             lows.append(point)
+            new_extreme = len(lows) == 1
         else:
             lows.pop()
             while lows and lows[-1][1] >= value:
@@ -95,31 +105,25 @@ class MoveWindow:
             while highs and highs[-1][1] <= value:
                 highs.pop()
             highs.append(point)
+            new_extreme = len(lows) == 1 or len(highs) == 1
         cutoff = ts_ms - self.window_ms
-        # The newest point is never evicted, so neither deque empties.
-        while lows[0][0] < cutoff:
-            lows.popleft()
-        while highs[0][0] < cutoff:
-            highs.popleft()
+        if self.expires < cutoff:
+            # The newest point is never evicted, so neither deque empties.
+            while lows[0][0] < cutoff:
+                lows.popleft()
+            while highs[0][0] < cutoff:
+                highs.popleft()
+            self.expires = min(lows[0][0], highs[0][0])
+            new_extreme = True
+        if new_extreme:
+            self.bounds = None
         if fire_at is None and rearm_below is None:
             return False
-        low, high = lows[0][1], highs[0][1]
         b = self.bounds
-        if (
-            b is None
-            or b[0] is not low
-            or b[1] is not high
-            or b[2] is not fire_at
-            or b[3] is not rearm_below
-        ):
-            b = self.bounds = (
-                low,
-                high,
-                fire_at,
-                rearm_below,
-                *_bounds(low, high, fire_at, rearm_below),
-            )
-        _, _, _, _, verdict, up_fire, down_fire, up_rearm, down_rearm = b
+        if b is None or b[0] is not fire_at or b[1] is not rearm_below:
+            low, high = lows[0][1], highs[0][1]
+            b = self.bounds = (fire_at, rearm_below, *_bounds(low, high, fire_at, rearm_below))
+        _, _, verdict, up_fire, down_fire, up_rearm, down_rearm = b
         if verdict is not None:
             return verdict
         if up_fire is not None and (value >= up_fire or value <= down_fire):
