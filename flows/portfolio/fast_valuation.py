@@ -15,8 +15,9 @@ What is cached, and why it stays correct:
 - per portfolio, its open positions sorted by symbol with each one's JSON
   head (symbol, quantity, currency), and for the common case their cost
   basis, cash and realized P&L summed and printed and the document's
-  opening (ids, JSON-escaped by orjson); valid while ``state`` is the same object at the same ledger
-  ``seq`` (every applied transaction bumps it; rejected ones change nothing);
+  opening (ids, JSON-escaped by orjson); valid while ``state`` is the same
+  object at the same ledger ``seq`` and base currency (every applied
+  transaction bumps ``seq``; rejected ones change nothing);
 - per symbol, the JSON text of its price, valid while the price is the
   same ``Decimal`` object;
 - the ISO text of recent window boundaries.
@@ -183,17 +184,8 @@ class Valuer:
                 sums.unrealized = sums.holdings - sums.cost
             add_balances(state, prices, sums)
             total = sums.holdings + sums.cash
-            tidied = [
-                tidy(x)
-                for x in (
-                    total,
-                    sums.holdings,
-                    sums.cash,
-                    sums.cost,
-                    sums.unrealized,
-                    sums.realized,
-                )
-            ]
+            amounts = (total, sums.holdings, sums.cash, sums.cost, sums.unrealized)
+            tidied = [tidy(x) for x in (*amounts, sums.realized)]
             change = None if previous_close is None else tidy(total - previous_close)
         # The record's numbers are the texts' values, digit for digit (as the
         # model would hold them after parsing the document).
