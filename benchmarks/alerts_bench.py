@@ -126,7 +126,8 @@ def run_engine(rules: list[AlertRule], prices: list[Price]) -> dict[str, str]:
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
 
-    # The first snapshot pickles the rules too; later ones (same rules) reuse them.
+    # The first snapshot pickles the rule segments not pickled yet (the last,
+    # partial one); later ones (same rules) reuse them all.
     pickle_s = []
     for _ in range(2):
         started = time.process_time()
