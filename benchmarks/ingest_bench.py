@@ -174,16 +174,17 @@ def run_flow(run: Run, chdb_dir: str) -> dict[str, Any]:
     from sinks.clickhouse.stream import ClickHouseCandleSink, ClickHouseTickSink
     from sinks.kafka import KafkaTopicSink
     from sinks.kafka_epoch import KafkaEpochSink
-    from sinks.redis.prices import RedisPriceSink
+    from sinks.redis.prices import redis_price_store
 
     kafka = {"bootstrap.servers": run.bootstrap}
     clickhouse = open_clickhouse(f"chdb://{chdb_dir}", "folio_bench")
     apply_schema(clickhouse)
     use_ch, use_kafka = "clickhouse" not in run.without, "kafka" not in run.without
+    use_redis = "redis" not in run.without
     sinks = IngestSinks(
         dead_letters=KafkaTopicSink(kafka, run.topics["dlq"]) if use_kafka else None,
         tick_store=ClickHouseTickSink(clickhouse) if use_ch else None,
-        price_cache=None if "redis" in run.without else RedisPriceSink(REDIS_URL, run.redis_prefix),
+        price_cache=redis_price_store(REDIS_URL, run.redis_prefix) if use_redis else None,
         price_topic=KafkaEpochSink(kafka, run.topics["prices"]) if use_kafka else None,
         candle_topic=KafkaEpochSink(kafka, run.topics["candles"]) if use_kafka else None,
         candle_store=ClickHouseCandleSink(clickhouse) if use_ch else None,

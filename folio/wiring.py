@@ -41,7 +41,7 @@ from sinks.postgres.valuations import latest_valuation_sink
 from sinks.redis.alerts import RedisAlertSink
 from sinks.redis.dashboard import RedisDashboardSink
 from sinks.redis.documents import valuation_cache_sink
-from sinks.redis.prices import RedisPriceSink
+from sinks.redis.prices import redis_price_store
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
@@ -75,7 +75,7 @@ def ingest_sinks(settings: Settings, clickhouse: Any | None) -> IngestSinks:
         candle_store = ClickHouseCandleSink(clickhouse)
     return IngestSinks(
         tick_store=tick_store,
-        price_cache=RedisPriceSink(settings.redis_url.get_secret_value(), settings.redis_prefix),
+        price_cache=redis_price_store(settings.redis_url.get_secret_value(), settings.redis_prefix),
         price_topic=KafkaEpochSink(kafka, topics.prices),
         candle_topic=KafkaEpochSink(kafka, topics.candles),
         candle_store=candle_store,

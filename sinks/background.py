@@ -1,10 +1,18 @@
 """Run a sink's writes on one background thread, in order, a few at a time.
 
-chDB (and a server's HTTP round trip) releases the GIL while it inserts, so
-a write done here overlaps the flow's Python work on another core instead
-of stalling the worker: on the ingest benchmark the ClickHouse inserts (the
-tick block and the candles' materialised-view cascade) were ~30 % of the
-worker's time, all of it spent waiting.
+chDB (and a server's HTTP round trip, and Redis's) releases the GIL while it
+works, so a write done here overlaps the flow's Python work on another core
+instead of stalling the worker: on the ingest benchmark the ClickHouse
+inserts (the tick block and the candles' materialised-view cascade) were
+~30 % of the worker's time, all of it spent waiting.
+
+``InBackground(sink)`` wraps a ``DynamicSink`` whose partition writes lists
+of items: it becomes a partitioned sink with one partition (items are
+``(key, value)``; the key is ignored), whose ``snapshot`` — called by
+Bytewax at the end of every epoch, before it commits the epoch — waits for
+the writes. The wrapped partition's ``write_batch`` must not depend on how
+its input was split into calls (true of every sink here: they are
+idempotent upserts/inserts of what they get).
 
 Items are lists of rows. While a write runs, the batches queued behind it
 are joined into the next write, in order: a candle insert costs ~0.1 s of
@@ -25,7 +33,15 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
 
 T = TypeVar("T")
 
@@ -88,3 +104,44 @@ class BackgroundWriter(Generic[T]):
                     self._queue.task_done()
             if stop:
                 return
+
+
+@dataclass(frozen=True)
+class InBackground(FixedPartitionedSink[Any, None]):
+    """``sink``'s writes on a background thread, awaited at each epoch's end.
+    One partition: in a multi-worker run one worker writes everything (the
+    ClickHouse candle writer needs one writer per symbol anyway)."""
+
+    sink: DynamicSink[Any]
+    name: str
+    depth: int = 4  # batches queued behind the one being written
+
+    def list_parts(self) -> list[str]:
+        return [self.name]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _InBackgroundPart:
+        return _InBackgroundPart(self.sink.build(step_id, 0, 1), self.name, self.depth)
+
+
+class _InBackgroundPart(StatefulSinkPartition[Any, None]):
+    def __init__(self, inner: StatelessSinkPartition[Any], name: str, depth: int) -> None:
+        self._inner = inner
+        self._writer = BackgroundWriter[Any](name, inner.write_batch, depth)
+
+    def write_batch(self, values: list[Any]) -> None:
+        if values:
+            self._writer.submit(values)
+
+    def snapshot(self) -> None:
+        # The end of an epoch, before its commit: its writes must have landed
+        # (or their failure stops the flow, which restarts from the last one).
+        self._writer.wait()
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._inner.close()

@@ -1,21 +1,18 @@
-"""The background writer behind the ClickHouse tick and candle sinks: writes
-in order, ``wait``/``snapshot`` only return once they landed, a failure is
-raised (never skipped), and the flow wires the sinks as partitioned ones."""
+"""The background writer behind the ClickHouse tick and candle sinks and the
+Redis price cache: writes in order, ``wait``/``snapshot`` only return once
+they landed, a failure is raised (never skipped)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
 
 import pytest
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from sinks.clickhouse.background import BackgroundWriter
-from sinks.clickhouse.stream import (
-    ClickHouseCandleSink,
-    ClickHouseTickSink,
-    _BackgroundClickHouseSink,
-)
+from sinks.background import BackgroundWriter, InBackground
+from sinks.clickhouse.stream import ClickHouseCandleSink, ClickHouseTickSink
 from sinks.errors import SinkUnavailable
 
 
@@ -105,29 +102,41 @@ def test_close_finishes_queued_writes():
         writer.submit([4])
 
 
-class _SlowClient:
-    """Stands in for the ClickHouse client: records what each insert got."""
+class _Recorder(StatelessSinkPartition[list[int]]):
+    """A slow inner sink partition: records what each write got, and closing."""
 
     def __init__(self) -> None:
-        self.batches: list[list[Any]] = []
+        self.batches: list[list[list[int]]] = []
+        self.closed = False
 
-
-def test_sink_snapshot_waits_for_the_epochs_writes():
-    client = _SlowClient()
-
-    def write(c: Any, rows: list[Any]) -> int:
+    def write_batch(self, items: list[list[int]]) -> None:
         time.sleep(0.05)
-        c.batches.append(rows)
-        return len(rows)
+        self.batches.append(items)
 
-    sink = _BackgroundClickHouseSink(client, "test", write)  # type: ignore[arg-type]
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass(frozen=True)
+class _RecorderSink(DynamicSink[list[int]]):
+    part: _Recorder
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Recorder:
+        return self.part
+
+
+def test_in_background_snapshot_waits_for_the_epochs_writes_and_close_closes():
+    inner = _Recorder()
+    sink = InBackground(_RecorderSink(inner), "test")
     part = sink.build_part("store", sink.list_parts()[0], None)
-    part.write_batch([[1, 2], [3]])
-    part.write_batch([[]])  # nothing to write
+    part.write_batch([[1, 2], [3]])  # the values of (key, value) items
+    part.write_batch([])  # nothing to write
     part.write_batch([[4]])
     part.snapshot()
-    assert [row for batch in client.batches for row in batch] == [1, 2, 3, 4]
+    assert [item for items in inner.batches for item in items] == [[1, 2], [3], [4]]
+    assert not inner.closed
     part.close()
+    assert inner.closed
 
 
 def test_tick_and_candle_sinks_have_one_partition_for_every_key():

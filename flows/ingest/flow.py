@@ -33,7 +33,7 @@ from flows.ingest.encode import (
     latest_prices,
     price_messages,
 )
-from flows.ingest.records import PriceRow, Rejection
+from flows.ingest.records import Rejection
 from flows.ingest.steps import CandleLogic, Clock, ConsolidateLogic, DedupLogic
 from flows.ingest.validate import ValidationLimits, validate_batch
 from schemas.envelope import RawBatch
@@ -75,7 +75,7 @@ class IngestSinks:
 
     dead_letters: Sink[list[KeyedBytes]] | None = None
     tick_store: Store | None = None  # rows: SourcedTick
-    price_cache: Sink[list[PriceRow]] | None = None
+    price_cache: Store | None = None  # rows: PriceRow
     price_topic: Store | None = None  # rows: KeyedBytes
     candle_topic: Store | None = None  # rows: KeyedBytes
     candle_store: Store | None = None  # rows: CandleRow
@@ -163,8 +163,7 @@ def _wire_outputs(
     if sinks.price_cache is not None:
         # The cache keeps only the newest price per symbol: reduce each batch
         # before building rows (the sink would drop the others anyway).
-        prices = op.key_rm("prices_unkeyed", chosen)
-        op.output("price_cache", op.map("price_rows", prices, latest_prices), sinks.price_cache)
+        _store("price_cache", op.map_value("price_rows", chosen, latest_prices), sinks.price_cache)
     if sinks.price_topic is not None:
         encoded = op.map_value("price_messages", chosen, price_messages)
         _store("price_topic", encoded, sinks.price_topic)

@@ -19,6 +19,7 @@ from flows.ingest.encode import dec_fast, iso_fast, price_json
 from flows.ingest.records import PriceRow
 from schemas.topics import RedisKeys
 from sinks import metrics
+from sinks.background import InBackground
 from sinks.redis.client import connect, translate
 from sinks.redis.scripts import PRICE_CAS
 from sinks.retry import RetryPolicy, with_retry
@@ -85,3 +86,9 @@ class _PricePartition(StatelessSinkPartition[list[PriceRow]]):
 
     def close(self) -> None:
         self._client.close()
+
+
+def redis_price_store(url: str, prefix: str = "folio") -> InBackground:
+    """``RedisPriceSink`` on a background thread (``sinks.background``): the
+    ingest worker goes on while Redis runs the script; awaited each epoch."""
+    return InBackground(RedisPriceSink(url, prefix), SINK)
