@@ -327,3 +327,19 @@ def test_a_rule_added_or_resumed_between_prices_is_seen_by_the_next_price():
     assert book.on_price("A", Decimal(100), T0 + 2) == []
     book.upsert(low.model_copy(update={"active": True, "version": 2}))
     assert [a.rule_id for a in book.on_price("A", Decimal(94), T0 + 3)] == ["low"]
+
+
+def test_a_pct_move_rule_added_or_resumed_is_seen_by_the_next_price():
+    """A window keeps its pre-check bounds between prices; a new or resumed
+    rule with a lower threshold on the same window must not be missed."""
+    late = mk("late", "pct_move", "1", symbol="A", window_ms=60_000, active=False)
+    for change in (
+        mk("tight", "pct_move", "1", symbol="A", window_ms=60_000),
+        late.model_copy(update={"active": True, "version": 2}),
+    ):
+        book = book_with(mk("wide", "pct_move", "5", symbol="A", window_ms=60_000), late)
+        for n, price in enumerate(["100", "100.5", "100.2"]):
+            assert book.on_price("A", Decimal(price), T0 + n * 1_000) == []
+        book.upsert(change)
+        fired = book.on_price("A", Decimal("101.5"), T0 + 3_000)
+        assert [a.rule_id for a in fired] == [change.rule_id]
